@@ -1,0 +1,138 @@
+#pragma once
+/*
+ * pyinfer.h -- the public C interface of pyinfer's kernels.
+ *
+ * This file is read unchanged by cffi's cdef(), so it holds no #include and no
+ * conditional directives: only integer #defines, typedefs and prototypes.
+ *
+ * Contract shared by every entry point (STYLE.md 7):
+ *   - sizes are element counts, strides are in BYTES (pi_index, signed 64-bit,
+ *     so negative and zero strides are allowed where stated);
+ *   - the return value is a status: PI_OK or one of PI_ERR_*;
+ *   - no entry point allocates heap memory, keeps state between calls or checks
+ *     what the Python layer has already validated (debug builds assert);
+ *   - buffers are aligned to their element size.
+ * Threads: kernels run on OpenMP with pi_get_num_threads() threads.
+ */
+
+typedef long long pi_index;
+
+#define PI_OK 0
+#define PI_ERR_ARG 1
+#define PI_ERR_UNSUPPORTED 2
+#define PI_ERR_WORKSPACE 3
+
+/* Instruction-set paths, best last. */
+#define PI_ISA_PORTABLE 0
+#define PI_ISA_AVX2 1
+#define PI_ISA_AVX512 2
+
+/* Activations: GEMM epilogues and the unary ops share these codes. */
+#define PI_ACT_NONE 0
+#define PI_ACT_RELU 1
+#define PI_ACT_GELU 2
+#define PI_ACT_GELU_TANH 3
+#define PI_ACT_SILU 4
+#define PI_ACT_SIGMOID 5
+#define PI_ACT_TANH 6
+
+/* Unary elementwise ops (activations above keep their codes). */
+#define PI_UNARY_EXP 16
+#define PI_UNARY_LOG 17
+#define PI_UNARY_SQRT 18
+#define PI_UNARY_RSQRT 19
+#define PI_UNARY_ABS 20
+#define PI_UNARY_NEG 21
+#define PI_UNARY_ERF 22
+
+/* Binary elementwise ops. */
+#define PI_BINARY_ADD 0
+#define PI_BINARY_SUB 1
+#define PI_BINARY_MUL 2
+#define PI_BINARY_DIV 3
+#define PI_BINARY_POW 4
+#define PI_BINARY_MAX 5
+#define PI_BINARY_MIN 6
+
+/* ---- runtime: status, ISA dispatch, threads ------------------------------ */
+
+const char *pi_status_string(int status);
+/* The ISA the kernels run on now: one of PI_ISA_*. */
+int pi_isa(void);
+/* The best ISA this CPU supports (what pi_isa() is at load). */
+int pi_isa_detected(void);
+const char *pi_isa_name(int isa);
+/* Force a lower ISA (tests use it to reach every micro-kernel on one machine).
+   Returns PI_ERR_UNSUPPORTED if the CPU lacks it. Not thread-safe: call while
+   no kernel runs. */
+int pi_set_isa(int isa);
+void pi_set_num_threads(int n);
+int pi_get_num_threads(void);
+
+/* ---- GEMM ---------------------------------------------------------------
+ * For each batch index t < batch:
+ *   C[t] = act(alpha * A[t] @ B[t] + bias + R[t])
+ * A[t] is m x k, B[t] is k x n, C[t] and R[t] are m x n. Element (i, j) of X[t]
+ * lives at  (char *)x + t*x_bs + i*x_rs + j*x_cs.  Any strides (transposes are
+ * just swapped strides); zero strides are allowed for A, B, R (broadcast) but
+ * not for C, and C must not overlap A, B or R.  bias: n contiguous values or
+ * NULL; r: NULL for no residual.  ws: workspace of at least
+ * pi_gemm_workspace_bytes(...) bytes, aligned to 64 bytes.
+ */
+pi_index pi_gemm_workspace_bytes(int elem_size, pi_index m, pi_index n, pi_index k);
+
+int pi_f32_gemm(pi_index batch, pi_index m, pi_index n, pi_index k, float alpha,
+                const float *a, pi_index a_bs, pi_index a_rs, pi_index a_cs,
+                const float *b, pi_index b_bs, pi_index b_rs, pi_index b_cs,
+                const float *bias,
+                const float *r, pi_index r_bs, pi_index r_rs, pi_index r_cs,
+                int activation,
+                float *c, pi_index c_bs, pi_index c_rs, pi_index c_cs,
+                void *ws, pi_index ws_bytes);
+
+int pi_f64_gemm(pi_index batch, pi_index m, pi_index n, pi_index k, double alpha,
+                const double *a, pi_index a_bs, pi_index a_rs, pi_index a_cs,
+                const double *b, pi_index b_bs, pi_index b_rs, pi_index b_cs,
+                const double *bias,
+                const double *r, pi_index r_bs, pi_index r_rs, pi_index r_cs,
+                int activation,
+                double *c, pi_index c_bs, pi_index c_rs, pi_index c_cs,
+                void *ws, pi_index ws_bytes);
+
+/* ---- softmax over the middle axis of an (outer, n, inner) C-contiguous
+ * array; log != 0 gives log_softmax.  y may equal x (in place). ----------- */
+int pi_f32_softmax(pi_index outer, pi_index n, pi_index inner,
+                   const float *x, float *y, int log);
+int pi_f64_softmax(pi_index outer, pi_index n, pi_index inner,
+                   const double *x, double *y, int log);
+
+/* ---- normalisation over the last `cols` elements of each of `rows` rows:
+ * row i starts at (char *)x + i*x_rs and its cols values are contiguous.
+ * layer_norm: y = (x - mean) / sqrt(var + eps) * w + b   (w, b: cols values or NULL)
+ * rms_norm:   y = x / sqrt(mean(x*x) + eps) * w           (w: cols values or NULL)
+ * y may equal x. ------------------------------------------------------- */
+int pi_f32_layer_norm(pi_index rows, pi_index cols, const float *x, pi_index x_rs,
+                      const float *w, const float *b, float eps,
+                      float *y, pi_index y_rs);
+int pi_f64_layer_norm(pi_index rows, pi_index cols, const double *x, pi_index x_rs,
+                      const double *w, const double *b, double eps,
+                      double *y, pi_index y_rs);
+int pi_f32_rms_norm(pi_index rows, pi_index cols, const float *x, pi_index x_rs,
+                    const float *w, float eps, float *y, pi_index y_rs);
+int pi_f64_rms_norm(pi_index rows, pi_index cols, const double *x, pi_index x_rs,
+                    const double *w, double eps, double *y, pi_index y_rs);
+
+/* ---- elementwise ---------------------------------------------------------
+ * unary: y[i] = op(x[i]) over n contiguous values; y may equal x.
+ * binary: a 2-D view (outer, inner) of each operand; element (i, j) of a is at
+ *   (char *)a + i*a_os + j*a_is, with a_is either 0 (broadcast) or the element
+ *   size; same for b; y is C-contiguous (outer*inner values) and may equal a
+ *   or b when that operand is not broadcast. */
+int pi_f32_unary(int op, pi_index n, const float *x, float *y);
+int pi_f64_unary(int op, pi_index n, const double *x, double *y);
+int pi_f32_binary(int op, pi_index outer, pi_index inner,
+                  const float *a, pi_index a_os, pi_index a_is,
+                  const float *b, pi_index b_os, pi_index b_is, float *y);
+int pi_f64_binary(int op, pi_index outer, pi_index inner,
+                  const double *a, pi_index a_os, pi_index a_is,
+                  const double *b, pi_index b_os, pi_index b_is, double *y);

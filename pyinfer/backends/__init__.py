@@ -1,0 +1,19 @@
+"""Backends register their kernels in pyinfer.registry on import.
+
+numpy is the reference and always present; c needs the built extension; numba
+needs numba.  A backend that cannot load is marked unavailable with the reason
+(``python -m pyinfer info`` shows it) instead of failing the import of pyinfer.
+"""
+from .. import registry
+from . import numpy_ref  # noqa: F401  (the reference: always first)
+from . import _native
+
+if _native.lib is None:
+    registry.mark_unavailable("c", _native.IMPORT_ERROR)
+else:
+    from . import c_gemm, c_ops  # noqa: F401
+
+from . import numba_backend  # noqa: F401  (marks itself unavailable without numba)
+
+registry.mark_unavailable(
+    "cupy", "the CuPy backend is not part of this build yet (see the CuPy GPU backend issue)")

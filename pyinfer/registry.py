@@ -1,0 +1,124 @@
+"""The one table that maps (op, backend) to a kernel.
+
+A kernel is a plain function taking the op's normalised arguments (see
+``pyinfer.ops`` for each op's kernel signature) and writing into ``out``.
+Adding a kernel is one ``@register`` line; the eager API and the executor
+look kernels up here and never branch on a backend's name.
+
+``supports(*args, **attrs)`` returns ``None`` when the kernel can run the call
+and otherwise a short reason, which ``explain`` and error messages repeat.
+``priority`` orders the backends that support a call under ``backend=None``
+(higher wins); it may be a number or a function of the same arguments, so a
+kernel can step aside for small inputs where its overhead would dominate.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Optional, Union
+
+from .errors import BackendUnavailableError, UnsupportedError
+
+BACKENDS = ("numpy", "c", "numba", "cupy")
+
+Supports = Callable[..., Optional[str]]
+Priority = Union[int, Callable[..., int]]
+
+
+@dataclass(frozen=True)
+class Kernel:
+    op: str
+    backend: str
+    fn: Callable
+    supports: Optional[Supports]
+    priority: Priority
+
+    def why_not(self, *args, **attrs) -> Optional[str]:
+        return None if self.supports is None else self.supports(*args, **attrs)
+
+    def rank(self, *args, **attrs) -> int:
+        p = self.priority
+        return p(*args, **attrs) if callable(p) else p
+
+
+_KERNELS: dict[str, dict[str, Kernel]] = {}
+# backend -> reason it cannot be used, filled by backend modules that fail to load.
+_UNAVAILABLE: dict[str, str] = {}
+_DEBUG = bool(os.environ.get("PYINFER_DEBUG"))
+
+
+def register(op: str, backend: str, *, supports: Optional[Supports] = None,
+             priority: Priority = 0):
+    """Decorator: make ``fn`` the kernel of ``op`` on ``backend``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; known: {BACKENDS}")
+
+    def deco(fn):
+        table = _KERNELS.setdefault(op, {})
+        if backend in table:
+            raise ValueError(f"kernel for ({op!r}, {backend!r}) registered twice")
+        table[backend] = Kernel(op, backend, fn, supports, priority)
+        return fn
+
+    return deco
+
+
+def mark_unavailable(backend: str, reason: str) -> None:
+    _UNAVAILABLE[backend] = reason
+
+
+def unavailable_reason(backend: str) -> Optional[str]:
+    return _UNAVAILABLE.get(backend)
+
+
+def kernels(op: str) -> dict[str, Kernel]:
+    return dict(_KERNELS.get(op, {}))
+
+
+def ops() -> list[str]:
+    return sorted(_KERNELS)
+
+
+def select(op: str, backend: Optional[str], *args, **attrs) -> Kernel:
+    """The kernel that runs this call: the named backend's, or under
+    ``backend=None`` the highest-priority one that supports it."""
+    table = _KERNELS.get(op)
+    if not table:
+        raise UnsupportedError(f"no kernel is registered for op '{op}'")
+    if backend is not None:
+        if backend not in BACKENDS:
+            raise BackendUnavailableError(
+                f"{op}: argument 'backend' expected one of {BACKENDS} or None, received {backend!r}")
+        kernel = table.get(backend)
+        if kernel is None:
+            why = _UNAVAILABLE.get(backend)
+            if why:
+                raise BackendUnavailableError(f"{op}: backend '{backend}' is unavailable: {why}")
+            raise UnsupportedError(f"{op}: backend '{backend}' has no kernel for this op")
+        reason = kernel.why_not(*args, **attrs)
+        if reason is not None:
+            raise UnsupportedError(f"{op}: backend '{backend}' cannot run this call: {reason}")
+        return kernel
+    best, best_rank, rejected = None, None, []
+    for kernel in table.values():
+        if kernel.backend == "cupy":
+            continue  # never chosen implicitly for host arrays
+        reason = kernel.why_not(*args, **attrs)
+        if reason is not None:
+            rejected.append(f"{kernel.backend}: {reason}")
+            continue
+        r = kernel.rank(*args, **attrs)
+        if best is None or r > best_rank:
+            best, best_rank = kernel, r
+    if best is None:
+        raise UnsupportedError(f"{op}: no backend can run this call ({'; '.join(rejected)})")
+    if _DEBUG:
+        import logging
+        logging.getLogger("pyinfer").debug("%s -> %s (rejected: %s)", op, best.backend, rejected)
+    return best
+
+
+def explain(op: str, *args, **attrs) -> list[tuple[str, Optional[str]]]:
+    """For each registered backend of ``op``: (backend, None if it can run this
+    call, else the reason it cannot)."""
+    return [(b, k.why_not(*args, **attrs)) for b, k in _KERNELS.get(op, {}).items()]

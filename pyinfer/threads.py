@@ -1,0 +1,79 @@
+"""One thread budget for both pools (OpenMP in C, Numba's).
+
+The C library keeps the single source of truth (``pi_get_num_threads``); Numba
+follows it before each parallel kernel.  threadpoolctl sees pyinfer as a library
+of its own (user_api "pyinfer"), so ``threadpool_limits(1)`` limits both pools.
+"""
+from __future__ import annotations
+
+import os
+
+from .errors import ShapeError
+
+_lib = None
+
+
+def _native_lib():
+    global _lib
+    if _lib is None:
+        from ._native import lib
+        _lib = lib
+    return _lib
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads (1 <= n <= the cores this process may use) in every kernel."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ShapeError(f"set_num_threads: argument 'n' expected an int >= 1, received {n!r}")
+    # More threads than cores only adds contention (llama.cpp#11247).
+    _native_lib().pi_set_num_threads(min(n, cpu_count()))
+
+
+def get_num_threads() -> int:
+    return int(_native_lib().pi_get_num_threads())
+
+
+def sync_numba() -> int:
+    """Make Numba's pool match the budget; called by Numba kernel wrappers. Cheap."""
+    import numba
+    n = min(get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+    if numba.get_num_threads() != n:
+        numba.set_num_threads(n)
+    return n
+
+
+def _register_threadpoolctl() -> None:
+    """Let threadpoolctl find and limit pyinfer's budget."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return
+    if not hasattr(threadpoolctl, "register"):
+        return
+
+    class PyinferController(threadpoolctl.LibController):
+        user_api = "pyinfer"
+        internal_api = "pyinfer"
+        filename_prefixes = ("_native",)
+
+        def get_num_threads(self):
+            return self.dynlib.pi_get_num_threads()
+
+        def set_num_threads(self, num_threads):
+            self.dynlib.pi_set_num_threads(int(num_threads))
+
+        def get_version(self):
+            from . import __version__
+            return __version__
+
+        def set_additional_attributes(self):
+            pass
+
+    threadpoolctl.register(PyinferController)
