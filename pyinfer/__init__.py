@@ -1,14 +1,25 @@
-"""pyinfer: low-level inference kernels (C and Numba) behind a NumPy-like API."""
+"""pyinfer: low-level inference kernels (C and Numba) behind a NumPy-like API.
+
+    pyinfer.ops.<op>(..., out=None, backend=None)   eager kernels
+    pyinfer.Graph / pyinfer.Interpreter               build a graph, prepare it, run it
+    pyinfer.set_num_threads(n)                        one thread budget for every pool
+"""
 __version__ = "0.1.0"
 
 from .errors import (BackendUnavailableError, DTypeError, PyinferError, ShapeError,
                      UnsupportedError)
 from .threads import get_num_threads, set_num_threads
 from . import threads as _threads
+from .runtime import stats as _stats
 
 _threads._register_threadpoolctl()
+_stats._install()  # count JIT compilations from the start
 
 from . import ops  # noqa: E402  (registers every backend's kernels)
+from .graph import Graph, Op  # noqa: E402
+from .runtime.interpreter import Interpreter  # noqa: E402
+from .runtime.stats import stats  # noqa: E402
 
-__all__ = ["ops", "set_num_threads", "get_num_threads", "PyinferError", "ShapeError",
-           "DTypeError", "BackendUnavailableError", "UnsupportedError", "__version__"]
+__all__ = ["ops", "Graph", "Op", "Interpreter", "stats", "set_num_threads", "get_num_threads",
+           "PyinferError", "ShapeError", "DTypeError", "BackendUnavailableError",
+           "UnsupportedError", "__version__"]

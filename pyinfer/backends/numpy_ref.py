@@ -68,13 +68,25 @@ def _store(out: np.ndarray, value) -> None:
         np.copyto(out, value, casting="unsafe")
 
 
+# Ufuncs write straight into out (the interpreter calls these on tiny tensors,
+# where a temporary or an errstate context would cost more than the math).
+_UFUNC_UNARY = {"exp": np.exp, "log": np.log, "sqrt": np.sqrt, "abs": np.abs,
+                "neg": np.negative, "tanh": np.tanh}
+
+
 def _register_unary(name):
+    ufunc = _UFUNC_UNARY.get(name)
     fn = UNARY[name]
 
-    @register(name, "numpy")
-    def kernel(x, *, out):
-        with np.errstate(all="ignore"):
-            _store(out, fn(x))
+    if ufunc is not None:
+        @register(name, "numpy")
+        def kernel(x, *, out):
+            ufunc(x, out=out)
+    else:
+        @register(name, "numpy")
+        def kernel(x, *, out):
+            with np.errstate(all="ignore"):
+                _store(out, fn(x))
 
     kernel.__name__ = f"numpy_{name}"
 
@@ -84,8 +96,7 @@ def _register_binary(name):
 
     @register(name, "numpy")
     def kernel(a, b, *, out):
-        with np.errstate(all="ignore"):
-            fn(a, b, out=out)
+        fn(a, b, out=out)
 
     kernel.__name__ = f"numpy_{name}"
 
@@ -106,8 +117,7 @@ def where(cond, a, b, *, out):
 def _reduction(name, fn):
     @register(name, "numpy")
     def kernel(x, *, axis, keepdims, out):
-        with np.errstate(all="ignore"):
-            _store(out, fn(x, axis=axis, keepdims=keepdims))
+        fn(x, axis=axis, keepdims=keepdims, out=out)
 
     kernel.__name__ = f"numpy_{name}"
 
@@ -120,7 +130,7 @@ _reduction("min", np.min)
 
 @register("argmax", "numpy")
 def argmax(x, *, axis, keepdims, out):
-    _store(out, np.argmax(x, axis=axis, keepdims=keepdims))
+    np.argmax(x, axis=axis, keepdims=keepdims, out=out)
 
 
 # ---- normalisation -------------------------------------------------------------
@@ -200,5 +210,4 @@ def gemm(a, b, bias, residual, *, alpha, activation, out):
 
 @register("matmul", "numpy")
 def matmul(a, b, *, out):
-    with np.errstate(all="ignore"):
-        np.matmul(a, b, out=out)
+    np.matmul(a, b, out=out)

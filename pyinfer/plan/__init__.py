@@ -1,0 +1,1 @@
+"""Planning: kernel selection per node and the memory layout of intermediates."""

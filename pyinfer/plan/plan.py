@@ -1,0 +1,210 @@
+"""The plan: an optimized graph lowered to steps, a memory layout, and the
+bound programs that ``run`` executes.
+
+Everything that can happen once happens here, when the plan is prepared:
+passes, kernel selection, JIT compilation of generated kernels, arena layout,
+plan-time conversion of constants.  ``run`` binds the inputs and outputs,
+then calls one function per step with arguments it looks up in a small
+environment — no allocation except the outputs it returns (none when the
+caller passes ``outputs=``).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Optional
+
+import numpy as np
+
+from ..graph.ir import Graph, Op, Value
+from .memory import ALIGN, Buffer, assign_offsets
+from .select import DERIVED_REFS, Step, lower
+
+
+def _root(v: Value, view_base: dict) -> Value:
+    while v in view_base:
+        v = view_base[v]
+    return v
+
+
+class _Context:
+    """One arena and the environment bound to it.  A plan keeps a pool of
+    them so that concurrent ``run`` calls never share intermediates."""
+
+    def __init__(self, plan: "Plan"):
+        raw = np.empty(plan.arena_bytes + ALIGN, dtype=np.uint8)
+        start = (-raw.ctypes.data) % ALIGN
+        self.arena = raw[start:start + plan.arena_bytes]
+        env = {}
+        for buf in plan.buffers:
+            for v in buf.values:
+                nbytes = v.nbytes
+                env[v] = self.arena[buf.offset:buf.offset + nbytes].view(v.dtype).reshape(v.shape)
+        for v in plan.constants:
+            env[v] = v.data
+        self.env = env
+
+
+class Plan:
+    """``graph`` must have concrete shapes (see ``specialize``) and be optimized."""
+
+    def __init__(self, graph: Graph, backend: Optional[str] = "auto", fused_compiler=None):
+        self.graph = graph
+        self.backend = backend
+        self.notes: list = list(graph.notes)
+        self._samples: dict = {}
+        self._view_base: dict = {}
+        self.steps: list[Step] = []
+        for node in graph.nodes:
+            step = lower(node, backend, self._sample, self.notes, fused_compiler)
+            self.steps.append(step)
+            if step.is_view:
+                self._view_base[node.outputs[0]] = node.inputs[0]
+        self._plan_memory()
+        self._samples.clear()  # plan-time arrays are not needed any more
+        self._lock = threading.Lock()
+        self._pool = [_Context(self)]
+
+    # ---- plan-time samples ---------------------------------------------------------
+
+    def _sample(self, v: Value):
+        """An array with v's shape, dtype and (for views) strides."""
+        if v is None:
+            return None
+        if not isinstance(v, Value):
+            if isinstance(v, DERIVED_REFS):
+                return v.resolve(self._sample(v.value))
+            return v
+        if v.is_constant:
+            return v.data
+        if v not in self._samples:
+            node = v.producer
+            if node is not None and node.op in (Op.RESHAPE, Op.TRANSPOSE, Op.SLICE):
+                step = next(s for s in self.steps if s.node is node)
+                self._samples[v] = step.fn(self._sample(node.inputs[0]), **step.kwargs)
+            else:
+                self._samples[v] = np.zeros(v.shape, v.dtype)
+        return self._samples[v]
+
+    # ---- memory ----------------------------------------------------------------------
+
+    def _plan_memory(self):
+        graph = self.graph
+        outputs = set(graph.outputs)
+        last_read: dict = {}
+        for i, step in enumerate(self.steps):
+            for a in step.args:
+                v = a.value if isinstance(a, DERIVED_REFS) else a
+                if isinstance(v, Value):
+                    last_read[_root(v, self._view_base)] = i
+        buffers: dict = {}
+        self.constants = set()
+        for v in graph.outputs:
+            if v.is_constant:
+                self.constants.add(v)
+        for i, step in enumerate(self.steps):
+            for a in step.args:
+                v = a.value if isinstance(a, DERIVED_REFS) else a
+                if isinstance(v, Value) and v.is_constant:
+                    self.constants.add(v)
+            if step.is_view:
+                continue
+            for o in step.node.outputs:
+                if o in outputs:
+                    continue
+                shared = self._in_place_partner(i, step, o, buffers, last_read, outputs)
+                if shared is not None:
+                    shared.values.append(o)
+                    shared.last = max(shared.last, last_read.get(o, i))
+                    buffers[o] = shared
+                else:
+                    buffers[o] = Buffer(o.nbytes, i, last_read.get(o, i), [o])
+        unique = list({id(b): b for b in buffers.values()}.values())
+        self.arena_bytes = assign_offsets(unique)
+        self.buffers = unique
+        self.naive_bytes = sum(v.nbytes for b in unique for v in b.values)
+
+    def _in_place_partner(self, i, step, o, buffers, last_read, outputs):
+        if not step.in_place_ok or len(step.node.outputs) != 1:
+            return None
+        for a in step.args:
+            if not isinstance(a, Value) or a.is_constant or a in outputs:
+                continue
+            buf = buffers.get(a)
+            if buf is None or a.shape != o.shape or a.dtype != o.dtype or \
+                    last_read.get(a) != i or a in self._view_base:
+                continue
+            # Another value sharing this buffer must be dead by now too.
+            if all(last_read.get(v, -1) <= i for v in buf.values):
+                return buf
+        return None
+
+    # ---- reporting ----------------------------------------------------------------------
+
+    @property
+    def kernel_count(self) -> int:
+        return sum(1 for s in self.steps if not s.is_view)
+
+    # ---- running ------------------------------------------------------------------------
+
+    def _acquire(self) -> _Context:
+        with self._lock:
+            if self._pool:
+                return self._pool.pop()
+        return _Context(self)  # a concurrent run: one more arena, kept for next time
+
+    def _release(self, ctx: _Context):
+        with self._lock:
+            self._pool.append(ctx)
+
+    def execute(self, inputs: list, outputs: list) -> None:
+        """Run with validated, contiguous ``inputs`` into ``outputs`` (arrays of
+        the graph outputs' shapes and dtypes)."""
+        graph = self.graph
+        ctx = self._acquire()
+        try:
+            env = dict(ctx.env)
+            for v, x in zip(graph.inputs, inputs):
+                env[v] = x
+            written = set()
+            for v, o in zip(graph.outputs, outputs):
+                if v not in env and v not in written and v.producer is not None and \
+                        v not in self._view_base:
+                    env[v] = o
+                    written.add(v)
+            for step in self.steps:
+                run_step(step, env)
+            done = set()
+            for v, o in zip(graph.outputs, outputs):
+                if v in written and v not in done:
+                    done.add(v)
+                    if env[v] is o:
+                        continue
+                np.copyto(o, env[v])
+        finally:
+            self._release(ctx)
+
+
+def run_step(step: Step, env: dict) -> None:
+    """Call one step with its arguments looked up in ``env``."""
+    args = [env[a] if isinstance(a, Value) else
+            (a.resolve(env[a.value]) if isinstance(a, DERIVED_REFS) else a) for a in step.args]
+    mode = step.out_mode
+    if mode == "kw":
+        step.fn(*args, out=env[step.node.outputs[0]], **step.kwargs)
+    elif mode == "return":
+        env[step.node.outputs[0]] = step.fn(*args, **step.kwargs)
+    else:
+        step.fn(args, [env[o] for o in step.node.outputs])
+
+
+def specialize(graph: Graph, shapes: list) -> Graph:
+    """A copy of ``graph`` with concrete input shapes and every shape re-inferred
+    (how a graph with symbolic dims gets a plan per input shape)."""
+    from ..graph.shapes import infer
+    g = graph.copy()
+    for v, shape in zip(g.inputs, shapes):
+        v.shape = tuple(shape)
+    for node in g.nodes:
+        for v, (shape, dtype) in zip(node.outputs, infer(node)):
+            v.shape, v.dtype = tuple(shape), np.dtype(dtype)
+    return g

@@ -1,0 +1,340 @@
+"""Kernel selection: turn each node of an optimized graph into a ``Step``.
+
+A step names the function to call, where each argument comes from (a graph
+value or a constant prepared at plan time) and the static keyword arguments.
+Registry ops go through ``pyinfer.registry.select`` on arrays of the real
+shapes (heuristics: each kernel's ``supports`` and ``priority``); with
+``PYINFER_TUNE=1`` every supporting backend is timed once per (op, shapes,
+dtypes, attrs) and the winner kept in a tuning cache in the user cache dir.
+Ops no backend registers (views, casts, compares, concatenate) run on NumPy
+directly, and fused nodes on generated kernels.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .. import registry
+from ..errors import UnsupportedError
+from ..graph.ir import BINARY_OPS, COMPARE_OPS, Node, Op, Value
+
+REGISTRY_UNARY = {Op.EXP, Op.LOG, Op.SQRT, Op.RSQRT, Op.ABS, Op.NEG, Op.TANH, Op.SIGMOID, Op.RELU,
+                  Op.GELU, Op.GELU_TANH, Op.SILU, Op.ERF}
+# Kernels that may write their output over an input that is exactly the same array.
+IN_PLACE_OK = REGISTRY_UNARY | BINARY_OPS | {Op.SOFTMAX, Op.LOG_SOFTMAX, Op.LAYER_NORM,
+                                              Op.RMS_NORM, Op.FUSED_ELEMENTWISE}
+VIEW_KINDS = {Op.RESHAPE, Op.TRANSPOSE, Op.SLICE}
+
+
+@dataclass(eq=False)
+class Step:
+    node: Node
+    fn: Callable
+    args: list              # Value (read from the environment) or a plan-time object
+    kwargs: dict = field(default_factory=dict)
+    backend: str = "numpy"
+    kernel: str = ""        # human-readable kernel name for explain/profile
+    is_view: bool = False   # produces a view, launches nothing
+    out_mode: str = "kw"    # "kw": fn(*args, out=o); "list": fn(args, outs); "return": o = fn(*args)
+    in_place_ok: bool = False
+    flops: int = 0
+
+
+# ---- host (NumPy) implementations for ops no backend registers --------------------
+
+_COMPARE = {Op.EQUAL: np.equal, Op.NOT_EQUAL: np.not_equal, Op.LESS: np.less,
+            Op.LESS_EQUAL: np.less_equal, Op.GREATER: np.greater, Op.GREATER_EQUAL: np.greater_equal}
+
+
+def _host_binary(ufunc):
+    def fn(a, b, *, out):
+        ufunc(a, b, out=out)
+    return fn
+
+
+def _host_reciprocal(x, *, out):
+    np.divide(1.0, x, out=out)
+
+
+def _host_not(x, *, out):
+    np.logical_not(x, out=out)
+
+
+def _host_cast(x, *, out):
+    np.copyto(out, x, casting="unsafe")
+
+
+def _host_concat(*xs, axis, out):
+    np.concatenate(xs, axis=axis, out=out)
+
+
+def _reshape(x, *, shape):
+    return x.reshape(shape)
+
+
+def _transpose(x, *, perm):
+    return x.transpose(perm)
+
+
+def _slice(x, *, index):
+    return x[index]
+
+
+# ---- tuning cache ----------------------------------------------------------------
+
+_TUNE_LOCK = threading.Lock()
+
+
+def _cache_dir() -> str:
+    return os.environ.get("PYINFER_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pyinfer")
+
+
+def _tuning_path() -> str:
+    return os.path.join(_cache_dir(), "tuning.json")
+
+
+def _tune_key(op, args, attrs) -> str:
+    parts = [op]
+    for a in args:
+        if isinstance(a, np.ndarray):
+            parts.append(f"{a.dtype.str}{a.shape}{a.strides}")
+        else:
+            parts.append(repr(a))
+    parts.append(repr(sorted(attrs.items())))
+    return "|".join(parts)
+
+
+def _load_tuning() -> dict:
+    try:
+        with open(_tuning_path()) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_tuning(entry_key: str, backend: str) -> None:
+    with _TUNE_LOCK:
+        table = _load_tuning()
+        table[entry_key] = backend
+        os.makedirs(_cache_dir(), exist_ok=True)
+        tmp = _tuning_path() + f".{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(table, f, indent=0, sort_keys=True)
+        os.replace(tmp, _tuning_path())
+
+
+def _measure(kernel, args, attrs, out, repeat=5) -> float:
+    kernel.fn(*args, out=out, **attrs)  # warm-up (and JIT)
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        kernel.fn(*args, out=out, **attrs)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def choose(op: str, backend: Optional[str], args: tuple, attrs: dict, out, notes: list,
+           node_name: str) -> registry.Kernel:
+    """The kernel for one registry op on these (plan-time, real-shaped) arrays."""
+    if backend not in (None, "auto"):
+        try:
+            return registry.select(op, backend, *args, out=out, **attrs)
+        except UnsupportedError as e:
+            notes.append(((node_name,), f"backend '{backend}' not used: {e}; chose automatically"))
+    if os.environ.get("PYINFER_TUNE") == "1":
+        key = _tune_key(op, args, attrs)
+        table = _load_tuning()
+        kernels = registry.kernels(op)
+        if key in table and table[key] in kernels and kernels[table[key]].why_not(
+                *args, out=out, **attrs) is None:
+            return kernels[table[key]]
+        candidates = [k for k in kernels.values()
+                      if k.backend != "cupy" and k.why_not(*args, out=out, **attrs) is None]
+        if candidates:
+            best = min(candidates, key=lambda k: _measure(k, args, attrs, out))
+            _save_tuning(key, best.backend)
+            return best
+    return registry.select(op, None, *args, out=out, **attrs)
+
+
+# ---- lowering ----------------------------------------------------------------------
+
+def lower(node: Node, backend: Optional[str], sample: Callable[[Value], Any], notes: list,
+          fused_compiler: Optional[Callable] = None) -> Step:
+    """Make the step for ``node``.  ``sample(value)`` gives a plan-time array of
+    the value's real shape, dtype and layout (for supports() and tuning)."""
+    op, at = node.op, node.attrs
+    out_v = node.outputs[0]
+    dtype = out_v.dtype
+
+    def const_as(v: Value, dt=dtype):
+        """A constant input cast once, at plan time, to the compute dtype."""
+        if v is not None and v.is_constant and v.data.dtype != dt and v.data.dtype.kind == "f":
+            return np.ascontiguousarray(v.data.astype(dt))
+        return v
+
+    def registry_step(opname, args, attrs, in_place=False, flops=0):
+        sample_args = tuple(sample(a) if isinstance(a, Value) else a for a in args)
+        kernel = choose(opname, backend, sample_args, attrs, sample(out_v), notes, node.name)
+        return Step(node, kernel.fn, list(args), dict(attrs), kernel.backend,
+                    f"{kernel.backend}.{opname}", in_place_ok=in_place, flops=flops)
+
+    if op in VIEW_KINDS:
+        fn, kw = {Op.RESHAPE: (_reshape, {"shape": at.get("shape")}),
+                  Op.TRANSPOSE: (_transpose, {"perm": at.get("perm")}),
+                  Op.SLICE: (_slice, {"index": at.get("index")})}[op]
+        return Step(node, fn, [node.inputs[0]], kw, "view", op.value, is_view=True,
+                    out_mode="return")
+    if op in REGISTRY_UNARY:
+        return registry_step(op.value, [node.inputs[0]], {}, in_place=True)
+    if op in BINARY_OPS:
+        return registry_step(op.value, [const_as(v) for v in node.inputs], {}, in_place=True)
+    if op is Op.WHERE:
+        c, a, b = node.inputs
+        return registry_step("where", [c, const_as(a), const_as(b)], {})
+    if op in (Op.SUM, Op.MEAN, Op.MAX, Op.MIN, Op.ARGMAX):
+        return registry_step(op.value, [node.inputs[0]],
+                             {"axis": at["axis"], "keepdims": at["keepdims"]})
+    if op in (Op.SOFTMAX, Op.LOG_SOFTMAX):
+        return registry_step(op.value, [node.inputs[0]], {"axis": at["axis"]}, in_place=True)
+    if op in (Op.LAYER_NORM, Op.RMS_NORM):
+        x = node.inputs[0]
+        norm_shape = x.shape[at["axis"]:]
+        params = []
+        for p in node.inputs[1:]:
+            if p is None:
+                params.append(None)
+            elif p.is_constant:
+                params.append(np.ascontiguousarray(
+                    np.broadcast_to(p.data.astype(dtype), norm_shape)))
+            else:
+                raise UnsupportedError(f"node '{node.name}': non-constant {op.value} parameters "
+                                       f"are not supported by the planner yet")
+        if op is Op.LAYER_NORM:
+            params += [None] * (2 - len(params))
+        else:
+            params += [None] * (1 - len(params))
+        return registry_step(op.value, [x] + params, {"axis": at["axis"], "eps": at["eps"]},
+                             in_place=True)
+    if op in (Op.MATMUL, Op.GEMM):
+        return _lower_linear(node, registry_step, const_as)
+    if op in COMPARE_OPS:
+        return Step(node, _host_binary(_COMPARE[op]), list(node.inputs), {}, "numpy",
+                    f"numpy.{op.value}")
+    if op is Op.RECIPROCAL:
+        return Step(node, _host_reciprocal, list(node.inputs), {}, "numpy", "numpy.reciprocal",
+                    in_place_ok=True)
+    if op is Op.NOT:
+        return Step(node, _host_not, list(node.inputs), {}, "numpy", "numpy.logical_not")
+    if op is Op.CAST:
+        return Step(node, _host_cast, list(node.inputs), {}, "numpy", "numpy.cast")
+    if op is Op.CONCAT:
+        return Step(node, _host_concat, list(node.inputs), {"axis": at["axis"]}, "numpy",
+                    "numpy.concatenate")
+    if op is Op.ATTENTION:
+        return _lower_attention(node, backend)
+    if op in (Op.FUSED_ELEMENTWISE, Op.FUSED_REDUCTION):
+        if fused_compiler is None:
+            raise UnsupportedError(f"node '{node.name}': no compiler for fused kernels")
+        return fused_compiler(node, sample)
+    raise UnsupportedError(f"node '{node.name}': the planner has no kernel for op '{op.value}'")
+
+
+def _lower_linear(node, registry_step, const_as):
+    """2-d MATMUL and GEMM go straight to the gemm kernel (with transposes as
+    views and the epilogue operands prepared at plan time); batched MATMUL
+    through the eager op, which handles broadcasting of the batch dims."""
+    at = node.attrs
+    out_v = node.outputs[0]
+    if node.op is Op.MATMUL:
+        a, b = node.inputs
+        if a.ndim == 2 and b.ndim == 2:
+            m, k = a.shape
+            n = b.shape[1]
+            return registry_step("gemm", [const_as(a), const_as(b), None, None],
+                                 {"alpha": 1.0, "activation": None}, flops=2 * m * n * k)
+        from ..ops import matmul as eager_matmul
+        kdim = a.shape[-1]
+        return Step(node, eager_matmul, [const_as(a), const_as(b)], {}, "auto",
+                    "ops.matmul", flops=2 * int(np.prod(out_v.shape)) * kdim)
+    a, b = node.inputs[:2]
+    bias, res = (list(node.inputs[2:]) + [None, None])[:2]
+    a, b = const_as(a), const_as(b)
+    m, n = out_v.shape
+    dt = out_v.dtype
+    if at.get("trans_a"):
+        a = _TransposedRef(a)
+    if at.get("trans_b"):
+        b = _TransposedRef(b)
+    bias_arg = res_arg = None
+    if bias is not None:
+        if bias.is_constant and (bias.ndim < 2 or bias.shape[0] == 1):
+            bias_arg = np.ascontiguousarray(np.broadcast_to(
+                bias.data.astype(dt).reshape(-1), (n,)))
+        elif bias.is_constant:
+            res_arg = np.broadcast_to(bias.data.astype(dt), (m, n))
+        elif bias.shape == (n,):
+            bias_arg = bias
+        else:
+            res_arg = _BroadcastRef(bias, (m, n))
+    if res is not None:
+        if res_arg is not None:
+            raise UnsupportedError(f"node '{node.name}': a 2-d bias and a residual together")
+        res_arg = np.broadcast_to(res.data.astype(dt), (m, n)) if res.is_constant else \
+            (res if res.shape == (m, n) else _BroadcastRef(res, (m, n)))
+    kdim = node.inputs[0].shape[0 if at.get("trans_a") else 1]
+    return registry_step("gemm", [a, b, bias_arg, res_arg],
+                         {"alpha": float(at.get("alpha", 1.0)), "activation": at.get("activation")},
+                         flops=2 * m * n * kdim)
+
+
+@dataclass(frozen=True, eq=False)
+class _TransposedRef:
+    """An argument that is the transpose (a view) of a value."""
+    value: Value
+
+    def resolve(self, arr):
+        return arr.T
+
+
+@dataclass(frozen=True, eq=False)
+class _BroadcastRef:
+    value: Value
+    shape: tuple
+
+    def resolve(self, arr):
+        return np.broadcast_to(arr, self.shape)
+
+
+DERIVED_REFS = (_TransposedRef, _BroadcastRef)
+
+
+def _lower_attention(node, backend):
+    """softmax(q @ k^T * scale + mask) @ v through the eager ops, each choosing
+    its own backend.  The scores are a temporary of this step: a dedicated
+    fused attention kernel is future work."""
+    from .. import ops as eager
+    scale = float(node.attrs.get("scale", 1.0 / np.sqrt(node.inputs[0].shape[-1])))
+
+    def attention(q, k, v, mask=None, *, out):
+        s = eager.matmul(q, np.swapaxes(k, -1, -2))
+        eager.mul(s, s.dtype.type(scale), out=s)
+        if mask is not None:
+            eager.add(s, mask, out=s)
+        eager.softmax(s, axis=-1, out=s)
+        eager.matmul(s, v, out=out)
+
+    q, k, v = node.inputs[:3]
+    mask = node.inputs[3] if len(node.inputs) > 3 else None
+    args = [q, k, v] + ([mask] if mask is not None else [])
+    sq, sk, dv = q.shape[-2], k.shape[-2], v.shape[-1]
+    batch = int(np.prod(node.outputs[0].shape[:-2], dtype=np.int64))
+    return Step(node, attention, args, {}, "auto", "attention(matmul,softmax,matmul)",
+                flops=2 * batch * sq * sk * (q.shape[-1] + dv))

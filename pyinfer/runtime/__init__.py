@@ -1,0 +1,1 @@
+"""The interpreter that runs prepared plans, and the runtime counters."""
