@@ -138,7 +138,7 @@ class Node:
     fused_from: tuple = ()
 
     def __repr__(self):
-        ins = ", ".join(f"%{v.name}" for v in self.inputs)
+        ins = ", ".join("None" if v is None else f"%{v.name}" for v in self.inputs)
         outs = ", ".join(f"%{v.name}" for v in self.outputs)
         attrs = ", ".join(f"{k}={_short(v)}" for k, v in self.attrs.items())
         return f"{outs} = {self.op.value}({ins}{'; ' + attrs if attrs else ''})  # {self.name}"
@@ -186,8 +186,7 @@ class Graph:
         return value
 
     def constant(self, data, name: str = "const") -> Value:
-        arr = np.asarray(data)
-        arr = np.ascontiguousarray(arr)
+        arr = np.array(data, copy=True, order="C")  # 0-d stays 0-d (a weak scalar)
         arr.setflags(write=False)
         return Value(self._unique(name), arr.shape, arr.dtype, data=arr)
 
@@ -244,6 +243,8 @@ class Graph:
         vmap = {}
 
         def cp(v):
+            if v is None:
+                return None
             if v not in vmap:
                 nv = Value(v.name, v.shape, v.dtype, None, v.data, v.output_name)
                 vmap[v] = nv
