@@ -19,7 +19,10 @@ from . import ops  # noqa: E402  (registers every backend's kernels)
 from .graph import Graph, Op  # noqa: E402
 from .runtime.interpreter import Interpreter  # noqa: E402
 from .runtime.stats import stats  # noqa: E402
+from .frontend.jit import jit  # noqa: E402
+from .api import *  # noqa: E402,F401,F403  (the NumPy-mirroring namespace: pi.exp, pi.sum, ...)
+from .api import __all__ as _api_all  # noqa: E402
 
-__all__ = ["ops", "Graph", "Op", "Interpreter", "stats", "set_num_threads", "get_num_threads",
+__all__ = _api_all + ["ops", "Graph", "Op", "Interpreter", "jit", "stats", "set_num_threads", "get_num_threads",
            "PyinferError", "ShapeError", "DTypeError", "BackendUnavailableError",
            "UnsupportedError", "__version__"]

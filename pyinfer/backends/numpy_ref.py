@@ -20,7 +20,7 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 def erf(x: np.ndarray) -> np.ndarray:
     """erf via math.erf, elementwise in float64 (NumPy has no erf ufunc)."""
     x64 = np.asarray(x, dtype=np.float64)
-    return np.frompyfunc(math.erf, 1, 1)(x64).astype(np.float64)
+    return np.asarray(np.frompyfunc(math.erf, 1, 1)(x64), dtype=np.float64)
 
 
 def sigmoid(x):

@@ -32,7 +32,8 @@ def broadcast(node: Node, *shapes) -> tuple:
         dims.discard(1)
         if len(dims) > 1:
             raise _fail(node, "inputs cannot be broadcast together: " +
-                        ", ".join(f"'{v.name}' {v.shape}" for v in node.inputs))
+                        ", ".join(f"'{v.name}' {v.shape}" for v in node.inputs
+                                  if v is not None))
         out.append(dims.pop() if dims else 1)
     return tuple(out)
 
@@ -117,7 +118,13 @@ def infer(node: Node) -> list:
         node.attrs.setdefault("eps", 1e-5)
         norm_shape = x.shape[node.attrs["axis"]:]
         for p in ins[1:]:
-            if p is not None and broadcast(node, p.shape, norm_shape) != tuple(norm_shape):
+            if p is None:
+                continue
+            try:
+                ok = broadcast(node, p.shape, norm_shape) == tuple(norm_shape)
+            except ShapeError:
+                ok = False
+            if not ok:
                 raise _fail(node, f"input '{p.name}' expected a shape broadcastable to "
                                   f"{tuple(norm_shape)}, received {p.shape}")
         return [(x.shape, _float_dtype(node, [v for v in ins if v is not None]))]

@@ -181,7 +181,8 @@ def lower(node: Node, backend: Optional[str], sample: Callable[[Value], Any], no
         return v
 
     def registry_step(opname, args, attrs, in_place=False, flops=0):
-        sample_args = tuple(sample(a) if isinstance(a, Value) else a for a in args)
+        sample_args = tuple(sample(a) if isinstance(a, (Value,) + DERIVED_REFS) else a
+                            for a in args)
         kernel = choose(opname, backend, sample_args, attrs, sample(out_v), notes, node.name)
         return Step(node, kernel.fn, list(args), dict(attrs), kernel.backend,
                     f"{kernel.backend}.{opname}", in_place_ok=in_place, flops=flops)
@@ -207,22 +208,18 @@ def lower(node: Node, backend: Optional[str], sample: Callable[[Value], Any], no
     if op in (Op.LAYER_NORM, Op.RMS_NORM):
         x = node.inputs[0]
         norm_shape = x.shape[at["axis"]:]
-        params = []
-        for p in node.inputs[1:]:
-            if p is None:
-                params.append(None)
-            elif p.is_constant:
-                params.append(np.ascontiguousarray(
-                    np.broadcast_to(p.data.astype(dtype), norm_shape)))
-            else:
-                raise UnsupportedError(f"node '{node.name}': non-constant {op.value} parameters "
-                                       f"are not supported by the planner yet")
-        if op is Op.LAYER_NORM:
-            params += [None] * (2 - len(params))
-        else:
-            params += [None] * (1 - len(params))
-        return registry_step(op.value, [x] + params, {"axis": at["axis"], "eps": at["eps"]},
-                             in_place=True)
+        n_params = 2 if op is Op.LAYER_NORM else 1
+        params = (list(node.inputs[1:]) + [None] * n_params)[:n_params]
+        if all(p is None or p.is_constant or (p.shape == norm_shape and p.dtype == dtype)
+               for p in params):
+            params = [np.ascontiguousarray(np.broadcast_to(p.data.astype(dtype), norm_shape))
+                      if p is not None and p.is_constant else p for p in params]
+            return registry_step(op.value, [x] + params, {"axis": at["axis"], "eps": at["eps"]},
+                                 in_place=True)
+        # Parameters computed at run time in another shape: the eager op broadcasts them.
+        from .. import ops as eager
+        return Step(node, getattr(eager, op.value), [x] + params,
+                    {"axis": at["axis"], "eps": at["eps"]}, "auto", f"ops.{op.value}")
     if op in (Op.MATMUL, Op.GEMM):
         return _lower_linear(node, registry_step, const_as)
     if op in COMPARE_OPS:
