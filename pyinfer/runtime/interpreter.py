@@ -49,7 +49,10 @@ def _fused_compiler(backend):
         dtypes = [v.dtype for v in node.inputs]
         kernel = codegen.compile_fused(node, shapes, dtypes)
         kernel.warm()  # compile at plan time, never in run
-        return Step(node, kernel, list(node.inputs), {}, "numba", f"numba.generated[{node.name}]",
+        # Generated kernels are compiled for writable arrays; graph constants are
+        # read-only, so the plan keeps its own (private) copy of each.
+        args = [np.array(v.data) if v.is_constant else v for v in node.inputs]
+        return Step(node, kernel, args, {}, "numba", f"numba.generated[{node.name}]",
                     out_mode="list",
                     in_place_ok=node.op.value == "fused_elementwise" and all(
                         v.shape == node.outputs[0].shape for v in node.inputs))
