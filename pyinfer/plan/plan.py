@@ -10,6 +10,7 @@ caller passes ``outputs=``).
 """
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Optional
 
@@ -27,21 +28,76 @@ def _root(v: Value, view_base: dict) -> Value:
 
 
 class _Context:
-    """One arena and the environment bound to it.  A plan keeps a pool of
-    them so that concurrent ``run`` calls never share intermediates."""
+    """One arena, and every step bound to it.
+
+    A plan keeps a pool of contexts so that concurrent ``run`` calls never
+    share intermediates.  Binding happens once, when the context is made:
+    a step whose arguments all live in the arena or are constants becomes a
+    ``functools.partial`` with nothing left to look up; a view of such a
+    value is taken here, once; only steps touching the run's inputs or
+    outputs look values up in the per-run environment.
+    """
 
     def __init__(self, plan: "Plan"):
         raw = np.empty(plan.arena_bytes + ALIGN, dtype=np.uint8)
         start = (-raw.ctypes.data) % ALIGN
         self.arena = raw[start:start + plan.arena_bytes]
-        env = {}
+        static = {}
         for buf in plan.buffers:
             for v in buf.values:
-                nbytes = v.nbytes
-                env[v] = self.arena[buf.offset:buf.offset + nbytes].view(v.dtype).reshape(v.shape)
+                static[v] = self.arena[buf.offset:buf.offset + v.nbytes].view(v.dtype) \
+                    .reshape(v.shape)
         for v in plan.constants:
-            env[v] = v.data
-        self.env = env
+            static[v] = v.data
+        self.static = static
+        # (step index, callable, takes_env) in schedule order
+        self.calls = []
+        for i, step in enumerate(plan.steps):
+            bound = _bind(step, static)
+            if bound is not None:
+                self.calls.append((i,) + bound)
+
+
+def _bind(step: Step, static: dict):
+    """(callable, takes_env) for one step, or None if it was done at bind time."""
+    template, dynamic = [], []
+    for i, a in enumerate(step.args):
+        if isinstance(a, Value):
+            if a in static:
+                template.append(static[a])
+            else:
+                template.append(None)
+                dynamic.append((i, a, None))
+        elif isinstance(a, DERIVED_REFS):
+            if a.value in static:
+                template.append(a.resolve(static[a.value]))
+            else:
+                template.append(None)
+                dynamic.append((i, a.value, a.resolve))
+        else:
+            template.append(a)
+    fn, kw, outs, mode = step.fn, step.kwargs, step.node.outputs, step.out_mode
+    out_static = all(o in static for o in outs)
+    if mode == "return" and not dynamic:
+        static[outs[0]] = fn(*template, **kw)  # a view of arena data: take it once
+        return None
+    if not dynamic and out_static:
+        if mode == "kw":
+            return functools.partial(fn, *template, out=static[outs[0]], **kw), False
+        return functools.partial(fn, template, [static[o] for o in outs]), False
+    o0 = outs[0]
+
+    def call(env):
+        args = list(template)
+        for i, key, resolve in dynamic:
+            args[i] = env[key] if resolve is None else resolve(env[key])
+        if mode == "kw":
+            fn(*args, out=static[o0] if o0 in static else env[o0], **kw)
+        elif mode == "return":
+            env[o0] = fn(*args, **kw)
+        else:
+            fn(args, [static[o] if o in static else env[o] for o in outs])
+    return call, True
 
 
 class Plan:
@@ -156,45 +212,40 @@ class Plan:
         with self._lock:
             self._pool.append(ctx)
 
+    def bind_run(self, ctx: _Context, inputs: list, outputs: list) -> tuple:
+        """The per-run environment (inputs, outputs written in place) and the
+        outputs that need a copy at the end (inputs, constants, views, repeats)."""
+        graph = self.graph
+        env = dict(zip(graph.inputs, inputs))
+        copies = []
+        for v, o in zip(graph.outputs, outputs):
+            if v in env or v in ctx.static or v.producer is None or v in self._view_base:
+                copies.append((v, o))
+            else:
+                env[v] = o
+        return env, copies
+
+    @staticmethod
+    def finish(ctx: _Context, env: dict, copies: list) -> None:
+        for v, o in copies:
+            src = env[v] if v in env else ctx.static[v]
+            if src is not o:
+                np.copyto(o, src)
+
     def execute(self, inputs: list, outputs: list) -> None:
         """Run with validated, contiguous ``inputs`` into ``outputs`` (arrays of
         the graph outputs' shapes and dtypes)."""
-        graph = self.graph
         ctx = self._acquire()
         try:
-            env = dict(ctx.env)
-            for v, x in zip(graph.inputs, inputs):
-                env[v] = x
-            written = set()
-            for v, o in zip(graph.outputs, outputs):
-                if v not in env and v not in written and v.producer is not None and \
-                        v not in self._view_base:
-                    env[v] = o
-                    written.add(v)
-            for step in self.steps:
-                run_step(step, env)
-            done = set()
-            for v, o in zip(graph.outputs, outputs):
-                if v in written and v not in done:
-                    done.add(v)
-                    if env[v] is o:
-                        continue
-                np.copyto(o, env[v])
+            env, copies = self.bind_run(ctx, inputs, outputs)
+            for _, call, takes_env in ctx.calls:
+                if takes_env:
+                    call(env)
+                else:
+                    call()
+            self.finish(ctx, env, copies)
         finally:
             self._release(ctx)
-
-
-def run_step(step: Step, env: dict) -> None:
-    """Call one step with its arguments looked up in ``env``."""
-    args = [env[a] if isinstance(a, Value) else
-            (a.resolve(env[a.value]) if isinstance(a, DERIVED_REFS) else a) for a in step.args]
-    mode = step.out_mode
-    if mode == "kw":
-        step.fn(*args, out=env[step.node.outputs[0]], **step.kwargs)
-    elif mode == "return":
-        env[step.node.outputs[0]] = step.fn(*args, **step.kwargs)
-    else:
-        step.fn(args, [env[o] for o in step.node.outputs])
 
 
 def specialize(graph: Graph, shapes: list) -> Graph:
