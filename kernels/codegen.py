@@ -16,7 +16,7 @@
    placed at the outermost loop level it depends on (constants and scalar inputs
    before the loops, column-broadcast inputs once per row, the rest in the
    contiguous inner loop, which LLVM vectorizes).  float32 transcendentals call
-   the vectorizable approximations of ``fastmath`` (via ``codegen_math``);
+   the vectorizable approximations of ``fastmath``;
    constants are module globals typed to the compute dtype so float32 stays
    float32.  Two variants: ``kernel_par`` (``prange`` over fixed blocks of
    ``BLOCK`` elements) and ``kernel_ser`` (the same loops, serial; outputs
@@ -74,7 +74,7 @@ _compile_seconds = 0.0
 def _salt() -> str:
     here = os.path.dirname(os.path.abspath(__file__))
     h = hashlib.sha256(str(_VERSION).encode())
-    for name in ("codegen.py", "codegen_math.py", "fastmath.py"):
+    for name in ("codegen.py", "fastmath.py"):
         try:
             with open(os.path.join(here, name), "rb") as f:
                 h.update(f.read())
@@ -368,7 +368,7 @@ def _header(spec, g: _Gen) -> list:
         "import math",
         "import numpy as np",
         "from numba import njit, prange",
-        "from pyinfer.kernels import codegen_math as cm",
+        "from pyinfer.kernels import fastmath as cm",
         "",
         f"T = {_npname(spec.T)}",
         "ZERO = T(0)",

@@ -186,7 +186,9 @@ def tanh_f32(x):
     p = p * z + _T3
     p = p * z + _T4
     small = p * z * x + x
-    return small if a < _TANH_SMALL or a != a else big
+    # `not (a >= C)` is one select (NaN takes `small`, which is NaN); `a < C or a != a`
+    # is a branch LLVM does not if-convert, which keeps the loop scalar.
+    return small if not (a >= _TANH_SMALL) else big
 
 
 @register_jitable(fastmath=_FM, error_model="numpy")
@@ -280,7 +282,7 @@ def erf_f32(x):
     if x < _ZERO:
         big = -big
     small = _erf_small(x)
-    return small if a < _ERF_SMALL or a != a else big
+    return small if not (a >= _ERF_SMALL) else big  # one select, see tanh_f32
 
 
 @register_jitable(fastmath=_FM, error_model="numpy")
