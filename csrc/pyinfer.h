@@ -80,6 +80,12 @@ int pi_get_num_threads(void);
  * pi_gemm_workspace_bytes(...) bytes, aligned to 64 bytes.
  */
 pi_index pi_gemm_workspace_bytes(int elem_size, pi_index m, pi_index n, pi_index k);
+/* The GEMM micro-kernel list (csrc/pi_gemm_ukernels.h), for tests and tools:
+ * entry `index` (0 <= index < count; PI_ERR_ARG past the end): its element
+ * size, PI_ISA_* level, register tile MR x NR, cache blocking KC, MC, NC and
+ * name.  For each (elem_size, isa) the first entry is the one GEMM uses. */
+int pi_gemm_ukernel_info(int index, int *elem_size, int *isa, int *mr, int *nr,
+                         int *kc, int *mc, int *nc, const char **name);
 
 int pi_f32_gemm(pi_index batch, pi_index m, pi_index n, pi_index k, float alpha,
                 const float *a, pi_index a_bs, pi_index a_rs, pi_index a_cs,

@@ -30,6 +30,10 @@ def sigmoid(x):
         return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype)
 
 
+def _tends_to_zero_at_neg_inf(x, y):
+    return np.where(x == -np.inf, -0.0, y).astype(np.result_type(x), copy=False)
+
+
 UNARY = {
     "exp": np.exp,
     "log": np.log,
@@ -40,9 +44,11 @@ UNARY = {
     "tanh": np.tanh,
     "sigmoid": sigmoid,
     "relu": lambda x: np.maximum(x, 0),  # NaN propagates, as in NumPy's maximum
-    "gelu": lambda x: 0.5 * x * (1.0 + erf(x / math.sqrt(2.0))),
-    "gelu_tanh": lambda x: 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))),
-    "silu": lambda x: x * sigmoid(x),
+    # At -inf these tend to 0 (the formulas would give -inf * 0 = NaN).
+    "gelu": lambda x: _tends_to_zero_at_neg_inf(x, 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))),
+    "gelu_tanh": lambda x: _tends_to_zero_at_neg_inf(
+        x, 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))),
+    "silu": lambda x: _tends_to_zero_at_neg_inf(x, x * sigmoid(x)),
     "erf": erf,
 }
 

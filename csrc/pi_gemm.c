@@ -1,0 +1,179 @@
+/* GEMM: C[t] = act(alpha * A[t] @ B[t] + bias + R[t]) for f32 and f64, the
+ * BLIS way (STYLE.md 6): five portable loops (pi_gemm_driver.inc) around one
+ * register-blocked micro-kernel picked at run time from the one list
+ * (pi_gemm_ukernels.h).  Workspace is the caller's; nothing is allocated.
+ *
+ * Threads (OpenMP, pi_num_threads):
+ *   - batch >= threads of small items (attention heads): one item per thread;
+ *   - small M (<= 16, or under 4 register tiles a thread): N is split into
+ *     whole NR slivers, each thread runs alone, and when B's columns are
+ *     contiguous B is not packed at all but streamed from memory (packing it
+ *     would cost as much as the math: 1x768x3072 reads each B element once;
+ *     measured 3-5x slower packed).  Streaming calls pick the kernel that
+ *     reads each B sliver the fewest times (1x64 for M = 1, 4x24 for M = 8 on
+ *     AVX2; see pi_gemm_ukernels.h);
+ *   - also when M is small next to N (m <= n/(4*threads)), N is split;
+ *   - otherwise M is split: the team packs one B panel together (it stays in
+ *     the shared L3) and each thread packs its own A blocks into its L2.
+ */
+#include <omp.h>
+#include "pi_internal.h"
+#include "pi_gemm_ukernels.h"
+#include "pi_vmath.h"
+
+#define PI_GEMM_ENTRY_(name, dt, ct, isa, MR, NR, KC, MC, NC) \
+    {#name, (int)sizeof(ct), PI_GEMM_ISA_##isa, MR, NR, KC, MC, NC, (void *)name},
+const pi_gemm_ukernel pi_gemm_ukernel_table[] = {PI_GEMM_UKERNELS(PI_GEMM_ENTRY_)};
+const int pi_gemm_ukernel_count =
+    (int)(sizeof(pi_gemm_ukernel_table) / sizeof(pi_gemm_ukernel_table[0]));
+int pi_gemm_forced_ukernel = -1;
+
+/* The kernel for this element size and M on the current ISA: of the best ISA
+ * not above pi_current_isa, the first list entry with MR > 1, or for M == 1
+ * the first with MR == 1 when that ISA has one. */
+static const pi_gemm_ukernel *pi_gemm_select(pi_index elem_size, pi_index m)
+{
+    int f = pi_gemm_forced_ukernel;
+    if (f >= 0 && f < pi_gemm_ukernel_count && pi_gemm_ukernel_table[f].elem_size == elem_size)
+        return &pi_gemm_ukernel_table[f];
+    const pi_gemm_ukernel *best = NULL, *row = NULL;
+    for (int i = 0; i < pi_gemm_ukernel_count; i++) {
+        const pi_gemm_ukernel *u = &pi_gemm_ukernel_table[i];
+        if (u->elem_size != elem_size || u->isa > pi_current_isa)
+            continue;
+        if (u->mr > 1 && (best == NULL || u->isa > best->isa))
+            best = u;
+        if (u->mr == 1 && (row == NULL || u->isa > row->isa))
+            row = u;
+    }
+    return m == 1 && row && best && row->isa == best->isa ? row : best;
+}
+
+/* Micro-kernel calls (row passes over one B sliver) for m rows: full MR tiles,
+ * then the 8/4/2/1-row bodies of the remainder (pi_gemm_ukernel.inc). */
+static pi_index pi_gemm_passes(pi_index m, int mr)
+{
+    pi_index rem = m % mr, p = m / mr;
+    for (; rem; rem &= rem - 1)
+        p++;
+    return p;
+}
+
+/* The kernel for a small-M call that streams B (2 <= m <= 16): of the ISA of
+ * the default kernel, the MR > 1 entry with the fewest sliver passes per
+ * column.  Falls back to pi_gemm_select. */
+static const pi_gemm_ukernel *pi_gemm_select_stream(pi_index elem_size, pi_index m)
+{
+    const pi_gemm_ukernel *best = pi_gemm_select(elem_size, m);
+    if (!best || pi_gemm_forced_ukernel >= 0 || m < 2 || m > 16)
+        return best;
+    for (int i = 0; i < pi_gemm_ukernel_count; i++) {
+        const pi_gemm_ukernel *u = &pi_gemm_ukernel_table[i];
+        if (u->elem_size != elem_size || u->isa != best->isa || u->mr < 2)
+            continue;
+        /* passes(u)/nr(u) < passes(best)/nr(best) */
+        if (pi_gemm_passes(m, u->mr) * best->nr < pi_gemm_passes(m, best->mr) * u->nr)
+            best = u;
+    }
+    return best;
+}
+
+static pi_index round64(pi_index x) { return (x + 63) / 64 * 64; }
+
+/* NC as the loops use it: whole NR slivers (guards a list entry that is not). */
+static pi_index pi_gemm_nc(const pi_gemm_ukernel *u)
+{
+    pi_index nc = u->nc / u->nr * u->nr;
+    return nc > 0 ? nc : u->nr;
+}
+
+/* Per-thread slot: a packed A block (MC x KC) then a packed B panel (KC x NC),
+ * each clamped to the problem; one slot per thread. */
+static pi_index pi_gemm_layout(const pi_gemm_ukernel *u, pi_index m, pi_index n, pi_index k,
+                               int nt, pi_index *abytes, pi_index *bbytes)
+{
+    if (k <= 0 || m <= 0 || n <= 0) {
+        *abytes = *bbytes = 0;
+        return 0;
+    }
+    pi_index kc = k < u->kc ? k : u->kc;
+    pi_index mr = (m + u->mr - 1) / u->mr * u->mr;
+    pi_index mc = mr < u->mc ? mr : u->mc;
+    pi_index nr = (n + u->nr - 1) / u->nr * u->nr;
+    pi_index nc = nr < pi_gemm_nc(u) ? nr : pi_gemm_nc(u);
+    *abytes = round64(mc * kc * u->elem_size);
+    *bbytes = round64(kc * nc * u->elem_size);
+    return (pi_index)(nt < 1 ? 1 : nt) * (*abytes + *bbytes);
+}
+
+PI_EXPORT pi_index pi_gemm_workspace_bytes(int elem_size, pi_index m, pi_index n, pi_index k)
+{
+    const pi_gemm_ukernel *u = pi_gemm_select(elem_size, m);
+    const pi_gemm_ukernel *s = pi_gemm_select_stream(elem_size, m);
+    pi_index a, b;
+    if (!u)
+        return 0;
+    pi_index need = pi_gemm_layout(u, m, n, k, pi_num_threads, &a, &b);
+    /* Whether B is streamed is decided per call (its strides): room for both. */
+    pi_index need_s = pi_gemm_layout(s, m, n, k, pi_num_threads, &a, &b);
+    return need > need_s ? need : need_s;
+}
+
+PI_EXPORT int pi_gemm_ukernel_info(int index, int *elem_size, int *isa, int *mr, int *nr,
+                                   int *kc, int *mc, int *nc, const char **name)
+{
+    if (index < 0 || index >= pi_gemm_ukernel_count)
+        return PI_ERR_ARG;
+    const pi_gemm_ukernel *u = &pi_gemm_ukernel_table[index];
+    *elem_size = u->elem_size;
+    *isa = u->isa;
+    *mr = u->mr;
+    *nr = u->nr;
+    *kc = u->kc;
+    *mc = u->mc;
+    *nc = u->nc;
+    *name = u->name;
+    return PI_OK;
+}
+
+#define GD_T float
+#define GD_SFX f32
+#define GD_ALPHA alpha_f
+#include "pi_gemm_driver.inc"
+#undef GD_T
+#undef GD_SFX
+#undef GD_ALPHA
+
+#define GD_T double
+#define GD_SFX f64
+#define GD_ALPHA alpha_d
+#include "pi_gemm_driver.inc"
+#undef GD_T
+#undef GD_SFX
+#undef GD_ALPHA
+
+PI_EXPORT int pi_f32_gemm(pi_index batch, pi_index m, pi_index n, pi_index k, float alpha,
+                          const float *a, pi_index a_bs, pi_index a_rs, pi_index a_cs,
+                          const float *b, pi_index b_bs, pi_index b_rs, pi_index b_cs,
+                          const float *bias,
+                          const float *r, pi_index r_bs, pi_index r_rs, pi_index r_cs,
+                          int activation,
+                          float *c, pi_index c_bs, pi_index c_rs, pi_index c_cs,
+                          void *ws, pi_index ws_bytes)
+{
+    return gemm_f32(batch, m, n, k, alpha, a, a_bs, a_rs, a_cs, b, b_bs, b_rs, b_cs, bias,
+                    r, r_bs, r_rs, r_cs, activation, c, c_bs, c_rs, c_cs, ws, ws_bytes);
+}
+
+PI_EXPORT int pi_f64_gemm(pi_index batch, pi_index m, pi_index n, pi_index k, double alpha,
+                          const double *a, pi_index a_bs, pi_index a_rs, pi_index a_cs,
+                          const double *b, pi_index b_bs, pi_index b_rs, pi_index b_cs,
+                          const double *bias,
+                          const double *r, pi_index r_bs, pi_index r_rs, pi_index r_cs,
+                          int activation,
+                          double *c, pi_index c_bs, pi_index c_rs, pi_index c_cs,
+                          void *ws, pi_index ws_bytes)
+{
+    return gemm_f64(batch, m, n, k, alpha, a, a_bs, a_rs, a_cs, b, b_bs, b_rs, b_cs, bias,
+                    r, r_bs, r_rs, r_cs, activation, c, c_bs, c_rs, c_cs, ws, ws_bytes);
+}

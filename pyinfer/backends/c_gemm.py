@@ -1,0 +1,182 @@
+"""The ``c`` backend's ``gemm`` and ``matmul``: csrc/pi_gemm.c, the BLIS-style
+packed GEMM with its epilogue (alpha, bias, residual, activation) fused into
+the micro-kernel.  Kernel signatures: docs/kernel-contract.md.
+
+The C entry point takes byte strides, so transposes, slices and broadcast
+(zero-stride) operands go through without copies.  Only what C must not see is
+fixed here: an operand whose data or strides are not aligned to its item size
+is copied, and an unaligned ``out`` is computed into a temporary.  The
+workspace is a per-thread buffer grown on demand (``_workspace``), so a call
+allocates nothing but what those fixes need.
+
+``ukernels()`` lists the micro-kernels (csrc/pi_gemm_ukernels.h) with their
+register tiles and cache blocking, for tests and tuning.
+"""
+from __future__ import annotations
+
+import threading
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from ..registry import register
+from ._native import check, ffi, lib
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+PRIORITY = 20
+# Below this many multiply-adds the cffi call and stride handling (~2-3 us)
+# cost more than NumPy's whole matmul: step aside.
+_TINY_MACS = 4096
+
+ACTIVATION_CODES = {
+    None: lib.PI_ACT_NONE,
+    "relu": lib.PI_ACT_RELU,
+    "gelu": lib.PI_ACT_GELU,
+    "gelu_tanh": lib.PI_ACT_GELU_TANH,
+    "silu": lib.PI_ACT_SILU,
+    "sigmoid": lib.PI_ACT_SIGMOID,
+    "tanh": lib.PI_ACT_TANH,
+}
+
+
+class UKernel(NamedTuple):
+    """One entry of the micro-kernel list."""
+    name: str
+    dtype: np.dtype
+    isa: int
+    mr: int
+    nr: int
+    kc: int
+    mc: int
+    nc: int
+
+
+def ukernels() -> list[UKernel]:
+    """Every GEMM micro-kernel in csrc/pi_gemm_ukernels.h, in list order (the
+    first per (isa, dtype) is the one GEMM dispatches to)."""
+    out = []
+    vals = ffi.new("int[7]")
+    name = ffi.new("const char **")
+    i = 0
+    while lib.pi_gemm_ukernel_info(i, vals, vals + 1, vals + 2, vals + 3, vals + 4, vals + 5,
+                                   vals + 6, name) == 0:
+        es, isa, mr, nr, kc, mc, nc = list(vals)
+        out.append(UKernel(ffi.string(name[0]).decode(), _F32 if es == 4 else _F64,
+                           isa, mr, nr, kc, mc, nc))
+        i += 1
+    return out
+
+
+_tls = threading.local()
+
+
+def _workspace(nbytes: int):
+    """(pointer, size) of this thread's GEMM scratch, grown on demand.  Kept
+    here rather than in _native.workspace so the cdata pointer is cached: a
+    call then costs ~0.1 us instead of ~2 us."""
+    w = getattr(_tls, "ws", None)
+    if w is None or w[2] < nbytes:
+        buf = np.empty(max(int(nbytes), 1 << 16) + 64, np.uint8)
+        off = (-buf.ctypes.data) % 64
+        w = (buf, ffi.cast("void *", buf.ctypes.data + off), buf.nbytes - off)
+        _tls.ws = w
+    return w[1], w[2]
+
+
+def _ptr(x: np.ndarray, f32: bool):
+    """A typed pointer to x's first element: from_buffer for C-contiguous
+    arrays (~0.3 us), the slower ctypes address otherwise (~1.5 us)."""
+    if x.flags.c_contiguous:
+        return ffi.from_buffer("float[]" if f32 else "double[]", x)
+    return ffi.cast("float *" if f32 else "double *", x.ctypes.data)
+
+
+def _fit(x: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """x, or an aligned copy when its data or strides are not multiples of the
+    item size (NumPy's ALIGNED flag checks both; zero strides pass)."""
+    if x is None or x.flags.aligned:
+        return x
+    return np.ascontiguousarray(x)
+
+
+def _dtype_reason(out, *arrays) -> Optional[str]:
+    dt = out.dtype
+    if dt != _F32 and dt != _F64:
+        return f"dtype {dt} is not float32/float64"
+    for x in arrays:
+        if x is not None and x.dtype != dt:
+            return f"input dtype {x.dtype} differs from the result dtype {dt}"
+    return None
+
+
+def _call(batch, m, n, k, alpha, a, a_bs, b, b_bs, bias, r, act, c, c_bs, name):
+    """One pi_<dtype>_gemm call.  a, b, r, c are 2-D (batch == 1, *_bs = 0) or
+    3-D with their batch strides passed; bias (n,) contiguous or None."""
+    f32 = c.dtype == _F32
+    fn = lib.pi_f32_gemm if f32 else lib.pi_f64_gemm
+    target = c if c.flags.aligned else np.empty(c.shape, c.dtype)
+    ws, ws_size = _workspace(lib.pi_gemm_workspace_bytes(c.itemsize, m, n, k))
+    sa, sb, sc = a.strides[-2:], b.strides[-2:], target.strides[-2:]
+    if r is None:
+        rp, r_bs, sr = ffi.NULL, 0, (0, 0)
+    else:
+        rp, sr = _ptr(r, f32), r.strides[-2:]
+        r_bs = r.strides[0] if r.ndim == 3 else 0
+    status = fn(batch, m, n, k, alpha,
+                _ptr(a, f32), a_bs, sa[0], sa[1],
+                _ptr(b, f32), b_bs, sb[0], sb[1],
+                ffi.NULL if bias is None else _ptr(bias, f32),
+                rp, r_bs, sr[0], sr[1],
+                act,
+                _ptr(target, f32), c_bs if target is c else target.strides[0] * (target.ndim == 3),
+                sc[0], sc[1],
+                ws, ws_size)
+    if status:
+        check(status, name)
+    if target is not c:
+        np.copyto(c, target)
+
+
+def _gemm_supports(a, b, bias, residual, *, alpha, activation, out) -> Optional[str]:
+    why = _dtype_reason(out, a, b, bias, residual)
+    if why is not None:
+        return why
+    if activation not in ACTIVATION_CODES:
+        return f"activation {activation!r} has no C epilogue"
+    return None
+
+
+def _gemm_priority(a, b, bias, residual, *, alpha, activation, out) -> int:
+    return PRIORITY if a.shape[0] * a.shape[1] * b.shape[1] >= _TINY_MACS else -1
+
+
+@register("gemm", "c", supports=_gemm_supports, priority=_gemm_priority)
+def gemm(a, b, bias, residual, *, alpha, activation, out):
+    """out (M, N) = act(alpha * a (M, K) @ b (K, N) + bias (N,) + residual (M, N));
+    float32 or float64, any strides (residual may be broadcast)."""
+    a, b, residual = _fit(a), _fit(b), _fit(residual)
+    if bias is not None and not (bias.flags.aligned and bias.flags.c_contiguous):
+        bias = np.ascontiguousarray(bias)
+    m, k = a.shape
+    _call(1, m, b.shape[1], k, alpha, a, 0, b, 0, bias, residual, ACTIVATION_CODES[activation],
+          out, 0, "gemm")
+
+
+def _matmul_supports(a, b, *, out) -> Optional[str]:
+    return _dtype_reason(out, a, b)
+
+
+def _matmul_priority(a, b, *, out) -> int:
+    return PRIORITY if out.size * a.shape[-1] >= _TINY_MACS else -1
+
+
+@register("matmul", "c", supports=_matmul_supports, priority=_matmul_priority)
+def matmul(a, b, *, out):
+    """out (B, M, N) = a (B, M, K) @ b (B, K, N); float32 or float64, any strides
+    (batch broadcasting as zero strides)."""
+    a, b = _fit(a), _fit(b)
+    batch, m, k = a.shape
+    _call(batch, m, b.shape[2], k, 1.0, a, a.strides[0], b, b.strides[0], None, None, 0, out,
+          out.strides[0], "matmul")
