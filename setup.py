@@ -5,6 +5,19 @@ Every C file is compiled with the same portable flags; ISA-specific functions
 carry ``__attribute__((target(...)))`` and are picked at run time
 (csrc/pi_dispatch.c), so what is built never depends on ``-march=native``.
 """
-from setuptools import setup
+import os
 
-setup(cffi_modules=["build_native.py:ffibuilder"])
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+
+class ParallelBuildExt(build_ext):
+    """Compile the C sources on every core (pip's build has no -j switch)."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
+
+
+setup(cffi_modules=["build_native.py:ffibuilder"], cmdclass={"build_ext": ParallelBuildExt})

@@ -477,7 +477,19 @@ def relu(x):
     return np.where(x < 0, 0, x)
 
 
-_make_overload(rsqrt, lambda x: _ONE / math.sqrt(x), lambda x: 1.0 / math.sqrt(x))
+@register_jitable(fastmath=_FM, error_model="numpy")
+def rsqrt_f32(x):
+    # Under arcp LLVM may turn 1/sqrt(x) into an rsqrt estimate plus a Newton
+    # step, which makes NaN of 0 and inf: give those their exact values by select.
+    r = _ONE / math.sqrt(x)
+    if x == _ZERO:
+        r = math.copysign(_INF32, x)
+    if x == _INF32:
+        r = _ZERO
+    return r
+
+
+_make_overload(rsqrt, _wrap(rsqrt_f32), lambda x: 1.0 / math.sqrt(x))
 # 0 if x < 0 else x: NaN and -0 pass through (np.maximum(x, 0) propagates NaN too).
 _make_overload(relu, lambda x: _ZERO if x < _ZERO else x, lambda x: 0.0 if x < 0.0 else x)
 
