@@ -52,6 +52,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..errors import UnsupportedError
+
 BLOCK = 16384            # elements one prange task writes (64 KiB of float32)
 SERIAL_BELOW = 32768     # outputs smaller than this run the serial variant
 CHUNK = 65536            # fixed split of one long trailing reduction
@@ -305,7 +307,7 @@ class _Gen:
             if self.kind[i] == "b":
                 return f"v{i} = v{x} if {self.b(c)} else v{y}"
             return f"v{i} = {self.f(x)} if {self.b(c)} else {self.f(y)}"
-        raise NotImplementedError(f"fused kernel: no code for elementwise op {tag!r}")
+        raise UnsupportedError(f"fused kernel: no code for elementwise op {tag!r}")
 
     def needed(self):
         """Registers reachable from the results, in SSA order."""

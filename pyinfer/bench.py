@@ -4,7 +4,7 @@ Used by ``python -m pyinfer bench`` (a table) and by the pytest-benchmark
 suites in ``bench/`` (the same cases and contenders, timed by pytest-benchmark).
 
 The cases are ``pyinfer.testing.BENCH_CASES`` (STYLE.md 12: the one list the
-tests use too) plus ``EXTRA_CASES`` below.  A *contender* is a no-argument
+tests use too) plus ``EXTRA_BENCH_CASES``.  A *contender* is a no-argument
 callable computing a case: pyinfer under ``backend=None`` ("pyinfer"), pyinfer
 on one named backend ("pyinfer[c]"), or a peer from ``pyinfer.peers``.
 
@@ -29,16 +29,7 @@ import numpy as np
 
 from . import peers as _peers
 from . import registry
-from .testing import BENCH_CASES, OpCase, random_input
-
-# Cases the bench suite times beyond BENCH_CASES.  They belong next to
-# BENCH_CASES in pyinfer/testing.py (one case list); kept here until moved.
-EXTRA_CASES = (
-    OpCase("gelu", ((1 << 24,),)),
-    OpCase("sum", ((4096, 384),), {"axis": -1}),
-    OpCase("matmul", ((12, 128, 64), (12, 64, 128))),
-    OpCase("rms_norm", ((4096, 384), (384,)), {"eps": 1e-5}),
-)
+from .testing import BENCH_CASES, EXTRA_BENCH_CASES, OpCase, random_input
 
 CPU_BACKENDS = tuple(b for b in registry.BACKENDS if b != "cupy")
 OPENBLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -75,7 +66,7 @@ def case_label(case: OpCase) -> str:
 
 
 def all_cases() -> tuple:
-    return tuple(BENCH_CASES) + tuple(EXTRA_CASES)
+    return tuple(BENCH_CASES) + tuple(EXTRA_BENCH_CASES)
 
 
 def shrink(case: OpCase, limit: int = 16) -> OpCase:

@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--cases", default=None,
                    help="only the cases whose op or label contains one of these comma-separated words")
     b.add_argument("--extra", action="store_true",
-                   help="also time pyinfer.bench.EXTRA_CASES (gelu, sum, batched matmul, rms_norm)")
+                   help="also time pyinfer.testing.EXTRA_BENCH_CASES (gelu, sum, batched matmul, rms_norm)")
     b.add_argument("--backends", dest="per_backend", action="store_true", default=None,
                    help="also time each pyinfer backend separately (default: on unless --quick)")
     b.add_argument("--markdown", action="store_true", help="print the tables as Markdown")

@@ -92,6 +92,13 @@ BENCH_CASES = (
     OpCase("layer_norm", ((4096, 384), (384,), (384,)), {"eps": 1e-5}),
     OpCase("add", ((1 << 24,), (1 << 24,))),
 )
+# Timed by bench/ too, beyond the targets.
+EXTRA_BENCH_CASES = (
+    OpCase("gelu", ((1 << 24,),)),
+    OpCase("sum", ((4096, 384),), {"axis": -1}),
+    OpCase("matmul", ((12, 128, 64), (12, 64, 128))),
+    OpCase("rms_norm", ((4096, 384), (384,)), {"eps": 1e-5}),
+)
 
 
 def random_input(rng: np.random.Generator, shape, dtype, op: str = "") -> np.ndarray:

@@ -13,11 +13,8 @@ import pytest
 from pyinfer import registry
 from pyinfer.backends import _native
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-pytestmark = pytest.mark.skipif(_native.lib is None, reason="C extension not built")
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 ISAS = _native.isas_available() if _native.lib is not None else []
 DTYPES = [np.float32, np.float64]

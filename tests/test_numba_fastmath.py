@@ -10,8 +10,7 @@ import math
 import numpy as np
 import pytest
 
-numba = pytest.importorskip("numba")
-from numba import njit  # noqa: E402
+from numba import njit
 
 from pyinfer.kernels import fastmath as fm  # noqa: E402
 

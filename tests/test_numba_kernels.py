@@ -14,7 +14,6 @@ import math
 import numpy as np
 import pytest
 
-pytest.importorskip("numba")
 from pyinfer import registry  # noqa: E402
 
 DT = [np.float32, np.float64]

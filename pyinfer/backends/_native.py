@@ -7,7 +7,6 @@ into exceptions.  Kernels themselves trust what they are given.
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import numpy as np
 
@@ -62,19 +61,3 @@ def force_isa(level: int):
         yield
     finally:
         lib.pi_set_isa(previous)
-
-
-_tls = threading.local()
-
-
-def workspace(nbytes: int):
-    """A 64-byte aligned scratch buffer owned by the calling thread, grown on demand.
-    Returns (pointer, size); the interpreter pre-sizes it at plan time."""
-    buf = getattr(_tls, "buf", None)
-    if buf is None or buf.nbytes - 64 < nbytes:
-        size = max(int(nbytes), 1 << 16)
-        buf = np.empty(size + 64, dtype=np.uint8)
-        _tls.buf = buf
-        _tls.aligned = (-buf.ctypes.data) % 64
-    off = _tls.aligned
-    return ffi.cast("void *", buf.ctypes.data + off), buf.nbytes - off
