@@ -16,7 +16,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from . import fastmath as fm
 from ._ptr import ptr
@@ -25,17 +28,32 @@ FM = {"contract", "arcp", "nsz", "reassoc"}
 TN = 64
 
 
+@intrinsic
+def _maximum(typingctx, a, b):
+    """llvm.maximum: the larger of a, b, NaN if either is NaN.  Unlike the select
+    ``v if v > m else m`` (which LLVM vectorizes only under nnan), a reduction over
+    it vectorizes (vmaxps plus NaN blends), and it carries NaN through by itself."""
+    if not (isinstance(a, types.Float) and a == b):
+        return None
+    sig = a(a, b)
+
+    def codegen(context, builder, signature, args):
+        ty = args[0].type
+        name = "llvm.maximum.f32" if ty == ir.FloatType() else "llvm.maximum.f64"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty, ty]), name)
+        return builder.call(fn, args)
+    return sig, codegen
+
+
 @njit(inline="always")
 def _softmax_row(logsm, X, Y, bx, by, K, sk, ok):
     m = X[bx]
-    nan = False
-    for k in range(K):
-        v = X[bx + k * sk]
-        nan |= v != v
-        m = v if v > m else m
-    if nan:
-        z = X[bx] - X[bx]
-        m = z / z                    # NaN of x's type (np.nan would make m float64)
+    if sk == 1:
+        for k in range(K):
+            m = _maximum(m, X[bx + k])
+    else:
+        for k in range(K):
+            m = _maximum(m, X[bx + k * sk])
     s = 0.0
     if logsm:
         for k in range(K):
@@ -45,10 +63,12 @@ def _softmax_row(logsm, X, Y, bx, by, K, sk, ok):
             Y[by + k * ok] = X[bx + k * sk] - c
     else:
         if sk == 1 and ok == 1:
+            # exp alone, then the float64 sum: fused, the float64 accumulator would
+            # hold the exp loop to 4 lanes.
             for k in range(K):
-                e = fm.exp(X[bx + k] - m)
-                Y[by + k] = e
-                s += np.float64(e)
+                Y[by + k] = fm.exp(X[bx + k] - m)
+            for k in range(K):
+                s += np.float64(Y[by + k])
             r = 1.0 / s
             for k in range(K):
                 Y[by + k] = Y[by + k] * r
