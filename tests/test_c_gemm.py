@@ -19,16 +19,9 @@ import subprocess
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
-from pyinfer.backends import _native
-
-if _native.lib is None:  # pragma: no cover
-    pytest.skip(f"C extension not built: {_native.IMPORT_ERROR}", allow_module_level=True)
-
-from pyinfer.backends import c_gemm  # noqa: E402
-
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from pyinfer.backends import _native, c_gemm
 
 ISAS = _native.isas_available()
 DTYPES = [np.float32, np.float64]
