@@ -19,7 +19,7 @@ from typing import Callable, Optional, Union
 
 from .errors import BackendUnavailableError, UnsupportedError
 
-BACKENDS = ("numpy", "c", "numba", "cupy")
+BACKENDS = ("numpy", "c", "numba", "blas", "cupy")
 
 Supports = Callable[..., Optional[str]]
 Priority = Union[int, Callable[..., int]]

@@ -146,3 +146,33 @@ def test_tuning_cache_is_written_and_reused(tmp_path, monkeypatch):
     np.testing.assert_allclose(y, 1 / 128, rtol=1e-6)
     pyinfer.Interpreter(g)  # second prepare reads the cache
     assert (tmp_path / "tuning.json").read_text() == table
+
+
+def test_attention_is_one_kernel_and_runs_without_allocating():
+    import tracemalloc
+
+    @pi.jit
+    def attention(q, k, v):
+        s = q @ pi.transpose(k, (0, 2, 1)) * 0.125
+        e = pi.exp(s - pi.max(s, axis=-1, keepdims=True))
+        return (e / pi.sum(e, axis=-1, keepdims=True)) @ v
+
+    q, k, v = data(4, 64, 32), data(4, 64, 32), data(4, 64, 32)
+    assert kernels(attention, q, k, v) == 1
+    it = attention.interpreter(q, k, v)
+    out = [np.empty((4, 64, 32), F32)]
+    it.run([q, k, v], outputs=out)
+    q64, k64, v64 = (t.astype(np.float64) for t in (q, k, v))
+    s = q64 @ k64.transpose(0, 2, 1) * 0.125
+    p = pyinfer.ops.softmax(s, backend="numpy")
+    assert_close(out[0], p @ v64, F32, atol_extra=4 * sum_bound(64, np.abs(p) @ np.abs(v64), F32)
+                 + 4 * sum_bound(32, 1.0, F32))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        it.run([q, k, v], outputs=out)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(d.size_diff for d in after.compare_to(before, "filename") if d.size_diff > 0)
+    assert grown < 8 * 1024, grown  # the 4x64x64 scores alone would be 64 KiB

@@ -14,6 +14,7 @@ else:
     from . import c_gemm, c_ops  # noqa: F401
 
 from . import numba_backend  # noqa: F401  (marks itself unavailable without numba)
+from . import blas  # noqa: F401  (OpenBLAS product + pyinfer epilogue where that wins)
 
 registry.mark_unavailable(
     "cupy", "the CuPy backend is not part of this build yet (see the CuPy GPU backend issue)")

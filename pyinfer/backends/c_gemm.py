@@ -148,18 +148,8 @@ def _gemm_supports(a, b, bias, residual, *, alpha, activation, out) -> Optional[
     return None
 
 
-def _plain_prefers_blas(m: int) -> bool:
-    """Without an epilogue to fuse, OpenBLAS (the numpy backend) measured faster
-    here for M == 1 (its GEMV) and for M >= 64 (bench/RESULTS.md); the C kernel
-    wins for 2 <= M < 64 and whenever an epilogue saves passes over memory."""
-    return m == 1 or m >= 64
-
-
 def _gemm_priority(a, b, bias, residual, *, alpha, activation, out) -> int:
-    if a.shape[0] * a.shape[1] * b.shape[1] < _TINY_MACS:
-        return -1
-    plain = bias is None and residual is None and activation is None and alpha == 1.0
-    return -1 if plain and _plain_prefers_blas(a.shape[0]) else PRIORITY
+    return PRIORITY if a.shape[0] * a.shape[1] * b.shape[1] >= _TINY_MACS else -1
 
 
 @register("gemm", "c", supports=_gemm_supports, priority=_gemm_priority)
@@ -179,9 +169,7 @@ def _matmul_supports(a, b, *, out) -> Optional[str]:
 
 
 def _matmul_priority(a, b, *, out) -> int:
-    if out.size * a.shape[-1] < _TINY_MACS or _plain_prefers_blas(a.shape[1]):
-        return -1
-    return PRIORITY
+    return PRIORITY if out.size * a.shape[-1] >= _TINY_MACS else -1
 
 
 @register("matmul", "c", supports=_matmul_supports, priority=_matmul_priority)

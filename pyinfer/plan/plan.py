@@ -77,6 +77,8 @@ def _bind(step: Step, static: dict):
         else:
             template.append(a)
     fn, kw, outs, mode = step.fn, step.kwargs, step.node.outputs, step.out_mode
+    if step.scratch:
+        kw = dict(kw, scratch=[static[t] for t in step.scratch])
     out_static = all(o in static for o in outs)
     if mode == "return" and not dynamic:
         static[outs[0]] = fn(*template, **kw)  # a view of arena data: take it once
@@ -162,6 +164,8 @@ class Plan:
                 v = a.value if isinstance(a, DERIVED_REFS) else a
                 if isinstance(v, Value) and v.is_constant:
                     self.constants.add(v)
+            for t in step.scratch:
+                buffers[t] = Buffer(t.nbytes, i, i, [t])
             if step.is_view:
                 continue
             for o in step.node.outputs:

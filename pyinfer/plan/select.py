@@ -44,6 +44,9 @@ class Step:
     out_mode: str = "kw"    # "kw": fn(*args, out=o); "list": fn(args, outs); "return": o = fn(*args)
     in_place_ok: bool = False
     flops: int = 0
+    # Temporaries the step needs while it runs: the planner gives each a slot in
+    # the arena (alive for this step only) and passes them as kwargs["scratch"].
+    scratch: tuple = ()
 
 
 # ---- host (NumPy) implementations for ops no backend registers --------------------
@@ -315,14 +318,20 @@ DERIVED_REFS = (_TransposedRef, _BroadcastRef)
 
 def _lower_attention(node, backend):
     """softmax(q @ k^T * scale + mask) @ v through the eager ops, each choosing
-    its own backend.  The scores are a temporary of this step: a dedicated
-    fused attention kernel is future work."""
+    its own backend; the scores live in an arena scratch slot, so ``run``
+    allocates nothing.  A single fused attention kernel is future work."""
     from .. import ops as eager
     scale = float(node.attrs.get("scale", 1.0 / np.sqrt(node.inputs[0].shape[-1])))
+    out_v = node.outputs[0]
+    q_v, k_v = node.inputs[:2]
+    scores_shape = np.broadcast_shapes(q_v.shape[:-2], k_v.shape[:-2]) + \
+        (q_v.shape[-2], k_v.shape[-2])
+    scores = Value(f"{node.name}.scores", tuple(scores_shape), out_v.dtype)
 
-    def attention(q, k, v, mask=None, *, out):
-        s = eager.matmul(q, np.swapaxes(k, -1, -2))
-        eager.mul(s, s.dtype.type(scale), out=s)
+    def attention(q, k, v, mask=None, *, out, scratch):
+        (s,) = scratch
+        eager.matmul(q, np.swapaxes(k, -1, -2), out=s)
+        eager.mul(s, np.asarray(scale, s.dtype), out=s)
         if mask is not None:
             eager.add(s, mask, out=s)
         eager.softmax(s, axis=-1, out=s)
@@ -334,4 +343,4 @@ def _lower_attention(node, backend):
     sq, sk, dv = q.shape[-2], k.shape[-2], v.shape[-1]
     batch = int(np.prod(node.outputs[0].shape[:-2], dtype=np.int64))
     return Step(node, attention, args, {}, "auto", "attention(matmul,softmax,matmul)",
-                flops=2 * batch * sq * sk * (q.shape[-1] + dv))
+                flops=2 * batch * sq * sk * (q.shape[-1] + dv), scratch=(scores,))

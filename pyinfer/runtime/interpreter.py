@@ -70,14 +70,14 @@ class Interpreter:
 
     def __init__(self, graph: Graph, backend: str = "auto", threads: Optional[int] = None,
                  passes=None):
-        if backend not in ("auto", "numpy", "c", "numba", "cupy"):
+        from .. import registry
+        if backend != "auto" and backend not in registry.BACKENDS:
             from ..errors import BackendUnavailableError
             raise BackendUnavailableError(
-                f"Interpreter: argument 'backend' expected 'auto', 'numpy', 'c' or 'numba', "
-                f"received {backend!r}")
+                f"Interpreter: argument 'backend' expected 'auto' or one of "
+                f"{registry.BACKENDS}, received {backend!r}")
         if backend == "cupy":
             from ..errors import BackendUnavailableError
-            from .. import registry
             raise BackendUnavailableError(f"Interpreter: backend 'cupy' is unavailable: "
                                           f"{registry.unavailable_reason('cupy')}")
         if threads is not None and (not isinstance(threads, int) or threads < 1):
