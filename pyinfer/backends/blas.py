@@ -6,8 +6,9 @@ It exists because the selector should run what is fastest, and on the
 shapes in ``_wins`` OpenBLAS's product plus one extra pass over the (small,
 cache-resident) output measured faster than the C GEMM with its epilogue
 fused in registers (bench/RESULTS.md): a one-row product is a GEMV, which
-OpenBLAS walks row-contiguously, and from M = 64 its packed kernels beat ours
-on this machine.  When the C GEMM closes that gap, ``_wins`` shrinks.
+OpenBLAS walks row-contiguously, and from M = 64 a plain product by its packed
+kernels beats ours on this machine.  When the C GEMM closes that gap, ``_wins``
+shrinks.
 """
 from __future__ import annotations
 
@@ -38,8 +39,13 @@ def _epilogue(out, bias, residual, alpha, activation):
         _elementwise(activation, out, out=out)
 
 
-def _wins(m: int, macs: int) -> bool:
-    return macs >= _TINY_MACS and (m == 1 or m >= 64)
+def _wins(m: int, macs: int, epilogue: bool) -> bool:
+    # With an epilogue from M = 64 on, the fused C GEMM wins after all: the
+    # epilogue pass is parallel, and OpenMP threads starting while OpenBLAS's
+    # threads still spin on the same 2 cores cost more than the pass saves.
+    if macs < _TINY_MACS:
+        return False
+    return m == 1 or (m >= 64 and not epilogue)
 
 
 def _supports(*arrays, out) -> Optional[str]:
@@ -56,7 +62,8 @@ def _gemm_supports(a, b, bias, residual, *, alpha, activation, out):
 
 def _gemm_priority(a, b, bias, residual, *, alpha, activation, out):
     m, k = a.shape
-    return PRIORITY if _wins(m, m * k * b.shape[1]) else -1
+    epilogue = bias is not None or residual is not None or activation is not None or alpha != 1.0
+    return PRIORITY if _wins(m, m * k * b.shape[1], epilogue) else -1
 
 
 @register("gemm", "blas", supports=_gemm_supports, priority=_gemm_priority)
@@ -66,7 +73,7 @@ def gemm(a, b, bias, residual, *, alpha, activation, out):
 
 
 def _matmul_priority(a, b, *, out):
-    return PRIORITY if _wins(a.shape[1], out.size * a.shape[-1]) else -1
+    return PRIORITY if _wins(a.shape[1], out.size * a.shape[-1], False) else -1
 
 
 @register("matmul", "blas", supports=lambda a, b, *, out: _supports(a, b, out=out),
