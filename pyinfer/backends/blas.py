@@ -73,6 +73,10 @@ def gemm(a, b, bias, residual, *, alpha, activation, out):
 
 
 def _matmul_priority(a, b, *, out):
+    # A batch of small products is the C GEMM's: it gives each thread whole
+    # matrices, where NumPy loops over the batch calling BLAS per matrix.
+    if a.shape[0] > 1:
+        return -1
     return PRIORITY if _wins(a.shape[1], out.size * a.shape[-1], False) else -1
 
 
