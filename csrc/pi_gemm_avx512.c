@@ -25,19 +25,6 @@
 #define UK_ACT(v, act) pi_act_ps_avx512((v), (act))
 #define UK_ALPHA alpha_f
 #include "pi_gemm_ukernel.inc"
-#undef UK_SUFFIX
-#undef UK_T
-#undef UK_V
-#undef UK_VL
-#undef UK_LOAD
-#undef UK_STORE
-#undef UK_SET1
-#undef UK_ZERO
-#undef UK_ADD
-#undef UK_MUL
-#undef UK_FMA
-#undef UK_ACT
-#undef UK_ALPHA
 
 #define UK_SUFFIX avx512_f64
 #define UK_T double

@@ -82,17 +82,8 @@ _E5 = f32(5.0000001201e-1)
 
 
 @register_jitable(fastmath=_FM, error_model="numpy")
-def exp_f32(x):
-    xc = x
-    if xc > _EXP_HI:
-        xc = _EXP_HI
-    if xc < _EXP_LO:
-        xc = _EXP_LO
-    if xc != xc:              # NaN: keep the integer path defined, restore NaN below
-        xc = _ZERO
-    n = np.floor(xc * _LOG2E + _HALF)
-    r = xc - n * _C1
-    r = r - n * _C2
+def _exp_reduced(r, n):
+    """e**r * 2**n for |r| <= ln2/2 (float32) and n = round(x / ln2)."""
     p = _E0
     p = p * r + _E1
     p = p * r + _E2
@@ -107,7 +98,22 @@ def exp_f32(x):
     n2 = ni - n1
     s1 = _i32_as_f32((n1 + i32(127)) << i32(23))
     s2 = _i32_as_f32((n2 + i32(127)) << i32(23))
-    y = (p * s1) * s2
+    return (p * s1) * s2
+
+
+@register_jitable(fastmath=_FM, error_model="numpy")
+def exp_f32(x):
+    xc = x
+    if xc > _EXP_HI:
+        xc = _EXP_HI
+    if xc < _EXP_LO:
+        xc = _EXP_LO
+    if xc != xc:              # NaN: keep the integer path defined, restore NaN below
+        xc = _ZERO
+    n = np.floor(xc * _LOG2E + _HALF)
+    r = xc - n * _C1
+    r = r - n * _C2
+    y = _exp_reduced(r, n)
     if x != x:
         y = x
     return y
@@ -340,19 +346,7 @@ def _exp_f32_of_f64(v):
         vc = 0.0
     n = np.floor(vc * _LOG2E_64 + 0.5)
     r = f32(vc - n * _LN2_64)
-    p = _E0
-    p = p * r + _E1
-    p = p * r + _E2
-    p = p * r + _E3
-    p = p * r + _E4
-    p = p * r + _E5
-    p = p * (r * r) + r + _ONE
-    ni = i32(n)
-    n1 = ni >> i32(1)
-    n2 = ni - n1
-    s1 = _i32_as_f32((n1 + i32(127)) << i32(23))
-    s2 = _i32_as_f32((n2 + i32(127)) << i32(23))
-    y = (p * s1) * s2
+    y = _exp_reduced(r, n)
     if v != v:
         y = f32(v)
     return y
