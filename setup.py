@@ -7,7 +7,7 @@ carry ``__attribute__((target(...)))`` and are picked at run time
 """
 import os
 
-from setuptools import setup
+from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 
@@ -20,4 +20,11 @@ class ParallelBuildExt(build_ext):
             self.parallel = os.cpu_count() or 1
 
 
-setup(cffi_modules=["build_native.py:ffibuilder"], cmdclass={"build_ext": ParallelBuildExt})
+# Every package under pyinfer/, plus kernels/ installed as pyinfer.kernels (found,
+# not listed, so a new subpackage can never be left out of a wheel).
+PACKAGES = find_packages(include=["pyinfer", "pyinfer.*"]) + [
+    "pyinfer.kernels" + p[len("kernels"):] for p in find_packages(include=["kernels", "kernels.*"])]
+
+setup(packages=PACKAGES,
+      package_dir={"pyinfer.kernels": "kernels"},
+      cffi_modules=["build_native.py:ffibuilder"], cmdclass={"build_ext": ParallelBuildExt})

@@ -142,3 +142,13 @@ int pi_f32_binary(int op, pi_index outer, pi_index inner,
 int pi_f64_binary(int op, pi_index outer, pi_index inner,
                   const double *a, pi_index a_os, pi_index a_is,
                   const double *b, pi_index b_os, pi_index b_is, double *y);
+
+/* ---- convolution (csrc/pi_conv*.c) --------------------------------------- */
+
+/* ---- Winograd 3x3 convolution (csrc/pi_winograd.c) ----------------------- */
+
+/* ---- pooling, batch norm, pad, resize (csrc/pi_pool.c) ------------------- */
+
+/* ---- int8 GEMM, quantize / dequantize (csrc/pi_qgemm*.c) ----------------- */
+
+/* ---- block-sparse GEMM (csrc/pi_sparse.c) -------------------------------- */

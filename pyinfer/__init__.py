@@ -17,6 +17,7 @@ _stats._install()  # count JIT compilations from the start
 
 from . import ops  # noqa: E402  (registers every backend's kernels)
 from .graph import Graph, Op  # noqa: E402
+from .graph import families as _families  # noqa: E402,F401  (op families register)
 from .runtime.interpreter import Interpreter  # noqa: E402
 from .runtime.stats import stats  # noqa: E402
 from .frontend.jit import jit  # noqa: E402

@@ -79,6 +79,33 @@ class Op(enum.Enum):
     # made by fusion passes
     FUSED_ELEMENTWISE = "fused_elementwise"
     FUSED_REDUCTION = "fused_reduction"
+    # ---- families defined through pyinfer.graph.opdefs (graph/families/*.py) ----
+    # convolution (families/conv.py)
+    CONV = "conv2d"
+    LAYOUT = "layout"                  # NCHW <-> NCHWc reorder made by the layout pass
+    # CNN ops besides convolution (families/cnn.py)
+    MAX_POOL = "max_pool2d"
+    AVG_POOL = "avg_pool2d"
+    GLOBAL_AVG_POOL = "global_avg_pool"
+    GLOBAL_MAX_POOL = "global_max_pool"
+    BATCH_NORM = "batch_norm"
+    PAD = "pad"
+    LRN = "lrn"
+    RESIZE = "resize"
+    # ONNX data movement and shape computation (families/onnx_ops.py)
+    GATHER = "gather"
+    SPLIT = "split"
+    EXPAND = "expand"
+    SHAPE = "shape"
+    RANGE = "range"
+    CONSTANT_OF_SHAPE = "constant_of_shape"
+    # quantized and compressed kernels (families/quant.py)
+    QUANTIZE_LINEAR = "quantize_linear"
+    DEQUANTIZE_LINEAR = "dequantize_linear"
+    DYNAMIC_QUANTIZE_LINEAR = "dynamic_quantize_linear"
+    QGEMM = "qgemm"                    # u8 x s8 -> s32 GEMM with a requantize/dequantize epilogue
+    QCONV = "qconv2d"
+    SPARSE_GEMM = "sparse_gemm"        # block-sparse (BSR) weights
 
 
 UNARY_OPS = frozenset({Op.EXP, Op.LOG, Op.SQRT, Op.RSQRT, Op.ABS, Op.NEG, Op.TANH, Op.SIGMOID,

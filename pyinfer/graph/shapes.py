@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DTypeError, ShapeError
+from . import opdefs
 from .ir import (BINARY_OPS, COMPARE_OPS, REDUCE_OPS, UNARY_OPS, Node, Op)
 
 BOOL = np.dtype(np.bool_)
@@ -67,8 +68,16 @@ def _axes(node: Node, ndim: int) -> tuple:
     return tuple(sorted(out))
 
 
+def fail(node: Node, msg: str) -> ShapeError:
+    """A ShapeError naming the node (for op families' shape rules)."""
+    return _fail(node, msg)
+
+
 def infer(node: Node) -> list:
     op, ins = node.op, node.inputs
+    d = opdefs.get(op)
+    if d is not None:
+        return d.shape(node)
     if op in UNARY_OPS:
         (x,) = ins
         if op is Op.CAST:

@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import registry
 from ..errors import UnsupportedError
+from ..graph import opdefs
 from ..graph.ir import BINARY_OPS, COMPARE_OPS, Node, Op, Value
 
 REGISTRY_UNARY = {Op.EXP, Op.LOG, Op.SQRT, Op.RSQRT, Op.ABS, Op.NEG, Op.TANH, Op.SIGMOID, Op.RELU,
@@ -190,6 +191,11 @@ def lower(node: Node, backend: Optional[str], sample: Callable[[Value], Any], no
         return Step(node, kernel.fn, list(args), dict(attrs), kernel.backend,
                     f"{kernel.backend}.{opname}", in_place_ok=in_place, flops=flops)
 
+    d = opdefs.get(op)
+    if d is not None:
+        step = d.lower(node, LowerContext(backend, sample, notes, registry_step)) \
+            if d.lower is not None else None
+        return step if step is not None else reference_step(node)
     if op in VIEW_KINDS:
         fn, kw = {Op.RESHAPE: (_reshape, {"shape": at.get("shape")}),
                   Op.TRANSPOSE: (_transpose, {"perm": at.get("perm")}),
@@ -245,6 +251,26 @@ def lower(node: Node, backend: Optional[str], sample: Callable[[Value], Any], no
             raise UnsupportedError(f"node '{node.name}': no compiler for fused kernels")
         return fused_compiler(node, sample)
     raise UnsupportedError(f"node '{node.name}': the planner has no kernel for op '{op.value}'")
+
+
+@dataclass
+class LowerContext:
+    """What an op family's ``lower`` gets (pyinfer.graph.opdefs)."""
+    backend: Optional[str]
+    sample: Callable
+    notes: list
+    registry_step: Callable
+
+
+def reference_step(node: Node) -> Step:
+    """Run a node's NumPy reference on the host (ops without a fast kernel yet)."""
+    from ..graph.reference import eval_node
+
+    def run(args, outs):
+        for o, r in zip(outs, eval_node(node, list(args))):
+            np.copyto(o, r, casting="unsafe")
+    return Step(node, run, list(node.inputs), {}, "numpy", f"reference.{node.op.value}",
+                out_mode="list")
 
 
 def _lower_linear(node, registry_step, const_as):
