@@ -7,15 +7,19 @@ the fastest that supports the call.  Kernel signatures: docs/kernel-contract.md.
 """
 from __future__ import annotations
 
+import importlib as _importlib
+import pkgutil as _pkgutil
+
 from .. import backends  # noqa: F401  (registers every backend's kernels)
 from .. import registry as _registry
-from . import elementwise as _elementwise
-from . import linalg as _linalg
-from . import norm as _norm
-from . import reduce as _reduce
 
-_ALL = {**_elementwise.OPS, **_reduce.OPS, **_norm.OPS, **_linalg.OPS,
-        "where": _elementwise.where}
+# Every public module here is one family of ops with an ``OPS`` dict
+# (name -> function): adding a family is adding a module.
+_ALL = {}
+for _info in _pkgutil.iter_modules(__path__):
+    if not _info.name.startswith("_"):
+        _module = _importlib.import_module(f"{__name__}.{_info.name}")
+        _ALL.update(_module.OPS)
 globals().update(_ALL)
 
 __all__ = sorted(_ALL) + ["explain"]

@@ -59,3 +59,4 @@ def _make_binary(name):
 
 OPS = {name: _make_unary(name) for name in UNARY_OPS}
 OPS.update({name: _make_binary(name) for name in BINARY_OPS})
+OPS["where"] = where
