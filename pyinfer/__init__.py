@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 from .errors import (BackendUnavailableError, DTypeError, PyinferError, ShapeError,
                      UnsupportedError)
+from .errors import ModelError, UnsupportedOperatorError  # noqa: E402  (ONNX import)
 from .threads import get_num_threads, set_num_threads
 from . import threads as _threads
 from .runtime import stats as _stats
@@ -21,9 +22,11 @@ from .graph import families as _families  # noqa: E402,F401  (op families regist
 from .runtime.interpreter import Interpreter  # noqa: E402
 from .runtime.stats import stats  # noqa: E402
 from .frontend.jit import jit  # noqa: E402
+from .importer import load  # noqa: E402  (ONNX import; needs the onnx extra when called)
 from .api import *  # noqa: E402,F401,F403  (the NumPy-mirroring namespace: pi.exp, pi.sum, ...)
 from .api import __all__ as _api_all  # noqa: E402
 
 __all__ = _api_all + ["ops", "Graph", "Op", "Interpreter", "jit", "stats", "set_num_threads", "get_num_threads",
            "PyinferError", "ShapeError", "DTypeError", "BackendUnavailableError",
            "UnsupportedError", "__version__"]
+__all__ += ["load", "ModelError", "UnsupportedOperatorError"]  # ONNX import

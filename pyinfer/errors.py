@@ -22,6 +22,14 @@ class UnsupportedError(PyinferError, ValueError):
     """The chosen backend has no kernel for this op with these arguments; the message says why."""
 
 
+class UnsupportedOperatorError(UnsupportedError):
+    """A model uses an operator (op type, domain, opset) or a form of one that pyinfer cannot import."""
+
+
+class ModelError(PyinferError, ValueError):
+    """A model file is corrupt, truncated, inconsistent or refers to data it may not read."""
+
+
 def shape_error(arg: str, expected, received, op: str | None = None) -> ShapeError:
     where = f"{op}: " if op else ""
     return ShapeError(f"{where}argument '{arg}' expected {expected}, received {received}")

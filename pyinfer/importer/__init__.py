@@ -1,0 +1,17 @@
+"""ONNX import: ``pyinfer.load(path | bytes | onnx.ModelProto) -> Graph``.
+
+``convert`` holds the converter registration API other op families use;
+``converters/`` the converters; ``load`` reads and checks a model and builds
+the graph.  ``onnx`` is needed only here, and imported only when a model is
+loaded (the ``onnx`` extra).
+"""
+
+
+def load(model, *, name=None):
+    """Import an ONNX model (a path, the file's bytes, or an ``onnx.ModelProto``)
+    as a ``pyinfer.Graph``; see ``pyinfer.importer.load.load``."""
+    from .load import load as _load
+    return _load(model, name=name)
+
+
+__all__ = ["load"]
