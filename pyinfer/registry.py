@@ -63,12 +63,15 @@ def register(op: str, backend: str, *, supports: Optional[Supports] = None,
     return deco
 
 
-def mark_unavailable(backend: str, reason: str) -> None:
+def mark_unavailable(backend: str, reason) -> None:
+    """``reason``: a string, or a function returning the reason or None (for a
+    backend whose availability is costly to probe and is only checked when asked)."""
     _UNAVAILABLE[backend] = reason
 
 
 def unavailable_reason(backend: str) -> Optional[str]:
-    return _UNAVAILABLE.get(backend)
+    why = _UNAVAILABLE.get(backend)
+    return why() if callable(why) else why
 
 
 def kernels(op: str) -> dict[str, Kernel]:
@@ -91,7 +94,7 @@ def select(op: str, backend: Optional[str], *args, **attrs) -> Kernel:
                 f"{op}: argument 'backend' expected one of {BACKENDS} or None, received {backend!r}")
         kernel = table.get(backend)
         if kernel is None:
-            why = _UNAVAILABLE.get(backend)
+            why = unavailable_reason(backend)
             if why:
                 raise BackendUnavailableError(f"{op}: backend '{backend}' is unavailable: {why}")
             raise UnsupportedError(f"{op}: backend '{backend}' has no kernel for this op")

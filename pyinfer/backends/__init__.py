@@ -22,5 +22,6 @@ else:
 from . import numba_backend  # noqa: F401  (marks itself unavailable without numba)
 from . import blas  # noqa: F401  (OpenBLAS product + pyinfer epilogue where that wins)
 
-registry.mark_unavailable(
-    "cupy", "the CuPy backend is not part of this build yet (see the CuPy GPU backend issue)")
+from . import cupy_backend  # noqa: E402  (imports CuPy only when a CUDA array is seen)
+
+registry.mark_unavailable("cupy", cupy_backend.status)

@@ -7,8 +7,11 @@ the fastest that supports the call.  Kernel signatures: docs/kernel-contract.md.
 """
 from __future__ import annotations
 
+import functools as _functools
 import importlib as _importlib
 import pkgutil as _pkgutil
+
+import numpy as _np
 
 from .. import backends  # noqa: F401  (registers every backend's kernels)
 from .. import registry as _registry
@@ -20,6 +23,26 @@ for _info in _pkgutil.iter_modules(__path__):
     if not _info.name.startswith("_"):
         _module = _importlib.import_module(f"{__name__}.{_info.name}")
         _ALL.update(_module.OPS)
+
+
+def _device_aware(name, fn):
+    """CUDA arrays (or ``backend="cupy"``) go to the CuPy backend; host calls
+    pay one type check per argument."""
+    from ..backends import cupy_backend
+
+    @_functools.wraps(fn)
+    def op(*args, **kwargs):
+        if kwargs.get("backend") == "cupy" or any(
+                type(a) is not _np.ndarray and hasattr(a, "__cuda_array_interface__")
+                for a in args) or any(
+                type(a) is not _np.ndarray and hasattr(a, "__cuda_array_interface__")
+                for a in kwargs.values()):
+            return cupy_backend.eager(name, fn, args, kwargs)
+        return fn(*args, **kwargs)
+    return op
+
+
+_ALL = {name: _device_aware(name, fn) for name, fn in _ALL.items()}
 globals().update(_ALL)
 
 __all__ = sorted(_ALL) + ["explain"]

@@ -16,7 +16,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError, ShapeError, UnsupportedError
 from ..graph.ir import Graph, Value
 from ..plan.plan import Plan, specialize
 from . import stats as _stats
@@ -71,8 +71,11 @@ class Interpreter:
                 f"{registry.BACKENDS}, received {backend!r}")
         if backend == "cupy":
             from ..errors import BackendUnavailableError
-            raise BackendUnavailableError(f"Interpreter: backend 'cupy' is unavailable: "
-                                          f"{registry.unavailable_reason('cupy')}")
+            why = registry.unavailable_reason("cupy")
+            if why is not None:
+                raise BackendUnavailableError(f"Interpreter: backend 'cupy' is unavailable: {why}")
+            raise UnsupportedError("Interpreter: whole plans on the GPU (backend='cupy') are not "
+                                   "built yet; the eager ops accept CuPy arrays")
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ShapeError(f"Interpreter: argument 'threads' expected an int >= 1 or None, "
                              f"received {threads!r}")
