@@ -23,6 +23,7 @@ from .runtime.interpreter import Interpreter  # noqa: E402
 from .runtime.stats import stats  # noqa: E402
 from .frontend.jit import jit  # noqa: E402
 from .importer import load  # noqa: E402  (ONNX import; needs the onnx extra when called)
+from .check import check  # noqa: E402  (where a model diverges from the reference; pyinfer.check)
 from .api import *  # noqa: E402,F401,F403  (the NumPy-mirroring namespace: pi.exp, pi.sum, ...)
 from .api import __all__ as _api_all  # noqa: E402
 
@@ -30,3 +31,4 @@ __all__ = _api_all + ["ops", "Graph", "Op", "Interpreter", "jit", "stats", "set_
            "PyinferError", "ShapeError", "DTypeError", "BackendUnavailableError",
            "UnsupportedError", "__version__"]
 __all__ += ["load", "ModelError", "UnsupportedOperatorError"]  # ONNX import
+__all__ += ["check"]  # pyinfer.check
