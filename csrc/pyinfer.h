@@ -150,5 +150,49 @@ int pi_f64_binary(int op, pi_index outer, pi_index inner,
 /* ---- pooling, batch norm, pad, resize (csrc/pi_pool.c) ------------------- */
 
 /* ---- int8 GEMM, quantize / dequantize (csrc/pi_qgemm*.c) ----------------- */
+/* C = epilogue((A - a_zero) @ (B - b_zero)) with A u8 (m x k, any byte
+ * strides), B s8 (k x n) packed once by pi_u8s8_pack_b (per-column b_zero),
+ * s32 accumulation (exact for k <= 32768).  Epilogue, per output kind:
+ *   PI_QOUT_S32: C (int)   = acc
+ *   PI_QOUT_F32: C (float) = act(float(acc) * scale[j] + bias[j])
+ *   PI_QOUT_U8:  C (u8)    = saturate(rint(f / out_scale) + out_zero), f the F32 value
+ * scale: n floats (a_scale * b_scale[j]), bias: n floats or NULL.  C's element
+ * (i, j) is at (char *)c + i*c_rs + j*c_cs and must not overlap A or B.
+ * ukernel: an index into the micro-kernel list, or -1 for the best on the
+ * current ISA; the choice is recorded in the packed B, and pi_u8s8_gemm
+ * returns PI_ERR_UNSUPPORTED for one packed on an ISA not available now. */
+#define PI_QOUT_S32 0
+#define PI_QOUT_F32 1
+#define PI_QOUT_U8 2
+int pi_u8s8_gemm_ukernel_info(int index, int *isa, int *mr, int *nr, int *ku, int *es,
+                              const char **name);
+/* 1 if this CPU runs micro-kernel `index` at the current ISA setting, else 0. */
+int pi_u8s8_gemm_ukernel_runs(int index);
+pi_index pi_u8s8_packed_b_bytes(int ukernel, pi_index k, pi_index n);
+int pi_u8s8_pack_b(int ukernel, pi_index k, pi_index n,
+                   const signed char *b, pi_index b_rs, pi_index b_cs, const int *b_zero,
+                   void *packed, pi_index packed_bytes);
+/* The list index recorded in a packed B (or -1 if it is not one). */
+int pi_u8s8_packed_b_ukernel(const void *packed);
+pi_index pi_u8s8_gemm_workspace_bytes(const void *packed_b, pi_index m);
+int pi_u8s8_gemm(pi_index m, pi_index n, pi_index k,
+                 const unsigned char *a, pi_index a_rs, pi_index a_cs, int a_zero,
+                 const void *packed_b,
+                 int out_kind, const float *scale, const float *bias, int activation,
+                 float out_scale, int out_zero,
+                 void *c, pi_index c_rs, pi_index c_cs,
+                 void *ws, pi_index ws_bytes);
+/* Quantize (ONNX QuantizeLinear) a C-contiguous (outer, channels, inner) float
+ * array: y = saturate(rint(x / scale[c]) + zero[c]) to u8 (is_signed 0) or s8;
+ * zero NULL means 0.  Per-tensor is channels == 1. */
+int pi_f32_quantize(pi_index outer, pi_index channels, pi_index inner, const float *x,
+                    const float *scale, const int *zero, int is_signed, void *y);
+/* Dequantize (ONNX DequantizeLinear): y = float(x - zero[c]) * scale[c] for a
+ * C-contiguous (outer, channels, inner) array of u8 (kind 0), s8 (1) or s32 (2). */
+int pi_dequantize_f32(int kind, pi_index outer, pi_index channels, pi_index inner,
+                      const void *x, const float *scale, const int *zero, float *y);
+/* Minimum and maximum of n contiguous floats (n >= 1; NaN is ignored unless
+ * all are NaN). */
+int pi_f32_minmax(pi_index n, const float *x, float *lo, float *hi);
 
 /* ---- block-sparse GEMM (csrc/pi_sparse.c) -------------------------------- */

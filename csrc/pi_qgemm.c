@@ -1,0 +1,474 @@
+/* int8 GEMM driver, B packing, and the quantize / dequantize / min-max kernels.
+ *
+ * u8 x s8 -> s32 GEMM the BLIS way (STYLE.md 6), with one difference from the
+ * float GEMM (pi_gemm.c): B is a weight, packed once (pi_u8s8_pack_b, at plan
+ * time) over its whole k, so there is no k blocking and the micro-kernel sums
+ * all of k in registers before its epilogue runs.  The loops:
+ *
+ *   items: (MC-row block of A) x (chunk of NR slivers of B), split over threads
+ *     pack the A block (mc x k, widened to the kernel's element; row sums)
+ *      for each B sliver of the chunk (ceil(k/KU) x NR, streams from L2/L3)
+ *       for each MR-row panel: micro-kernel + epilogue -> C
+ *
+ * MC is sized so the packed A block stays in L2 (~160 KiB of Zen 3's 512);
+ * the B sliver (k x NR, 12 KiB for k = 384 on AVX2) stays in L1 across the
+ * panels of a block.  Zero points never enter the inner loop:
+ *   sum_k (a - za)(b - zb) = sum_k a*b - zb*rowsum(a) + za*(k*zb - colsum(b))
+ * with rowsum from packing A and (k*zb - colsum) stored in the packed B.
+ * Threads: items are dealt out in contiguous runs, so a thread packs each A
+ * block once; small M splits N into more chunks so every thread has work.
+ */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+#include "pi_internal.h"
+#include "pi_qgemm_ukernels.h"
+#if PI_X86
+#include <immintrin.h>
+#endif
+
+#define PI_QGEMM_ENTRY_(name, isa, MR, NR, KU, ES) \
+    {#name, PI_QGEMM_ISA_##isa, MR, NR, KU, ES, name},
+static const pi_qgemm_ukernel qtable[] = {PI_QGEMM_UKERNELS(PI_QGEMM_ENTRY_)};
+#define QCOUNT ((int)(sizeof(qtable) / sizeof(qtable[0])))
+
+#define QMAGIC 0x38697170 /* "pqi8" */
+#define QHEADER 64
+#define QL2_BUDGET (160 * 1024)
+
+typedef struct {
+    int magic, index;
+    pi_index k, n;
+} qheader;
+
+static int vnni_cpu(void)
+{
+#if PI_X86
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx512vnni") ? 1 : 0;
+    }
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+PI_EXPORT int pi_u8s8_gemm_ukernel_runs(int index)
+{
+    if (index < 0 || index >= QCOUNT)
+        return 0;
+    int isa = qtable[index].isa;
+    if (isa == PI_QGEMM_ISA_avx512vnni)
+        return pi_current_isa >= PI_ISA_AVX512 && vnni_cpu();
+    return isa <= pi_current_isa;
+}
+
+/* Best kernel for the current ISA: the highest ISA that runs, first in list order. */
+static int qselect(void)
+{
+    int best = -1;
+    for (int i = 0; i < QCOUNT; i++)
+        if (pi_u8s8_gemm_ukernel_runs(i) && (best < 0 || qtable[i].isa > qtable[best].isa))
+            best = i;
+    return best;
+}
+
+PI_EXPORT int pi_u8s8_gemm_ukernel_info(int index, int *isa, int *mr, int *nr, int *ku, int *es,
+                                        const char **name)
+{
+    if (index < 0 || index >= QCOUNT)
+        return PI_ERR_ARG;
+    const pi_qgemm_ukernel *u = &qtable[index];
+    *isa = u->isa;
+    *mr = u->mr;
+    *nr = u->nr;
+    *ku = u->ku;
+    *es = u->es;
+    *name = u->name;
+    return PI_OK;
+}
+
+static pi_index cdiv(pi_index a, pi_index b) { return (a + b - 1) / b; }
+static pi_index round64(pi_index x) { return (x + 63) / 64 * 64; }
+
+static pi_index sliver_bytes(const pi_qgemm_ukernel *u, pi_index k)
+{
+    return round64((pi_index)u->nr * 8 + cdiv(k, u->ku) * u->nr * u->ku * u->es);
+}
+
+PI_EXPORT pi_index pi_u8s8_packed_b_bytes(int ukernel, pi_index k, pi_index n)
+{
+    if (ukernel < 0)
+        ukernel = qselect();
+    if (ukernel < 0 || ukernel >= QCOUNT || k < 0 || n < 0)
+        return 0;
+    const pi_qgemm_ukernel *u = &qtable[ukernel];
+    return QHEADER + cdiv(n, u->nr) * sliver_bytes(u, k);
+}
+
+PI_EXPORT int pi_u8s8_pack_b(int ukernel, pi_index k, pi_index n,
+                             const signed char *b, pi_index b_rs, pi_index b_cs, const int *b_zero,
+                             void *packed, pi_index packed_bytes)
+{
+    if (ukernel < 0)
+        ukernel = qselect();
+    if (ukernel < 0 || ukernel >= QCOUNT || k < 0 || n < 0)
+        return PI_ERR_ARG;
+    if (packed_bytes < pi_u8s8_packed_b_bytes(ukernel, k, n))
+        return PI_ERR_WORKSPACE;
+    const pi_qgemm_ukernel *u = &qtable[ukernel];
+    const int NR = u->nr, KU = u->ku;
+    const pi_index kg = cdiv(k, KU), nsl = cdiv(n, NR), sb = sliver_bytes(u, k);
+    qheader *h = (qheader *)packed;
+    memset(packed, 0, QHEADER);
+    h->magic = QMAGIC;
+    h->index = ukernel;
+    h->k = k;
+    h->n = n;
+#pragma omp parallel for schedule(static) num_threads(pi_num_threads) if (k * n > 65536)
+    for (pi_index s = 0; s < nsl; s++) {
+        char *blk = (char *)packed + QHEADER + s * sb;
+        int *bz = (int *)blk, *bc = bz + NR;
+        char *data = blk + (pi_index)NR * 8;
+        memset(blk, 0, (size_t)sb);
+        for (int j = 0; j < NR; j++) {
+            pi_index col = s * NR + j;
+            if (col >= n)
+                continue;
+            const signed char *src = (const signed char *)PI_CPTR_ADD(b, col * b_cs);
+            unsigned int colsum = 0; /* wraps like the s32 arithmetic of the kernels */
+            for (pi_index p = 0; p < k; p++) {
+                int v = *(const signed char *)PI_CPTR_ADD(src, p * b_rs);
+                colsum += (unsigned int)v;
+                pi_index e = ((p / KU) * NR + j) * KU + p % KU;
+                if (u->es == 2)
+                    ((short *)data)[e] = (short)v;
+                else
+                    ((signed char *)data)[e] = (signed char)v;
+            }
+            int z = b_zero ? b_zero[col] : 0;
+            bz[j] = z;
+            bc[j] = (int)((unsigned int)k * (unsigned int)z - colsum);
+        }
+        (void)kg;
+    }
+    return PI_OK;
+}
+
+PI_EXPORT int pi_u8s8_packed_b_ukernel(const void *packed)
+{
+    const qheader *h = (const qheader *)packed;
+    return h && h->magic == QMAGIC && h->index >= 0 && h->index < QCOUNT ? h->index : -1;
+}
+
+/* Rows of the A block: fills L2 budget, a multiple of MR, at most 16 panels. */
+static pi_index qmc(const pi_qgemm_ukernel *u, pi_index k)
+{
+    pi_index row = cdiv(k, u->ku) * u->ku * u->es;
+    pi_index mc = row > 0 ? QL2_BUDGET / row / u->mr * u->mr : 16 * u->mr;
+    if (mc < u->mr) mc = u->mr;
+    if (mc > 16 * u->mr) mc = 16 * u->mr;
+    return mc;
+}
+
+static pi_index qslot_bytes(const pi_qgemm_ukernel *u, pi_index k, pi_index mc)
+{
+    return round64(mc * cdiv(k, u->ku) * u->ku * u->es) + round64(mc * 4);
+}
+
+PI_EXPORT pi_index pi_u8s8_gemm_workspace_bytes(const void *packed_b, pi_index m)
+{
+    int idx = pi_u8s8_packed_b_ukernel(packed_b);
+    if (idx < 0)
+        return 0;
+    const pi_qgemm_ukernel *u = &qtable[idx];
+    pi_index k = ((const qheader *)packed_b)->k;
+    pi_index mc = qmc(u, k);
+    pi_index mr = cdiv(m, u->mr) * u->mr;
+    if (mr < mc) mc = mr;
+    return (pi_index)(pi_num_threads < 1 ? 1 : pi_num_threads) * qslot_bytes(u, k, mc);
+}
+
+/* A[0:mc, 0:k] -> MR-row panels of KU-groups, widened to ES bytes; rowsum[i]. */
+static void qpack_a(const pi_qgemm_ukernel *u, pi_index mc, pi_index k, const unsigned char *a,
+                    pi_index a_rs, pi_index a_cs, void *dst, int *rowsum)
+{
+    const int MR = u->mr, KU = u->ku;
+    const pi_index kg = cdiv(k, KU), kp = kg * KU;
+    for (pi_index i0 = 0; i0 < mc; i0 += MR) {
+        const int mr = (int)(mc - i0 < MR ? mc - i0 : MR);
+        const pi_index base = i0 * kp; /* panel start, in elements */
+        for (int i = 0; i < MR; i++) {
+            unsigned int sum = 0;
+            const unsigned char *src = i < mr ? a + (i0 + i) * a_rs : NULL;
+            for (pi_index p = 0; p < kp; p++) {
+                unsigned v = (src && p < k) ? src[p * a_cs] : 0;
+                sum += v;
+                pi_index e = base + ((p / KU) * MR + i) * KU + p % KU;
+                if (u->es == 2)
+                    ((unsigned short *)dst)[e] = (unsigned short)v;
+                else
+                    ((unsigned char *)dst)[e] = (unsigned char)v;
+            }
+            if (i < mr)
+                rowsum[i0 + i] = (int)sum;
+        }
+    }
+}
+
+static int out_size(int kind) { return kind == PI_QOUT_U8 ? 1 : 4; }
+
+PI_EXPORT int pi_u8s8_gemm(pi_index m, pi_index n, pi_index k,
+                           const unsigned char *a, pi_index a_rs, pi_index a_cs, int a_zero,
+                           const void *packed_b,
+                           int out_kind, const float *scale, const float *bias, int activation,
+                           float out_scale, int out_zero,
+                           void *c, pi_index c_rs, pi_index c_cs,
+                           void *ws, pi_index ws_bytes)
+{
+    const int idx = pi_u8s8_packed_b_ukernel(packed_b);
+    if (idx < 0 || out_kind < PI_QOUT_S32 || out_kind > PI_QOUT_U8)
+        return PI_ERR_ARG;
+    const qheader *h = (const qheader *)packed_b;
+    if (h->k != k || h->n != n || m < 0)
+        return PI_ERR_ARG;
+    if (out_kind != PI_QOUT_S32 && scale == NULL)
+        return PI_ERR_ARG;
+    if (!pi_u8s8_gemm_ukernel_runs(idx))
+        return PI_ERR_UNSUPPORTED;
+    if (m == 0 || n == 0)
+        return PI_OK;
+    const pi_qgemm_ukernel *u = &qtable[idx];
+    const int MR = u->mr, NR = u->nr, es = out_size(out_kind);
+    const pi_index kg = cdiv(k, u->ku), nsl = cdiv(n, NR), sb = sliver_bytes(u, k);
+
+    int nt = pi_num_threads < 1 ? 1 : pi_num_threads;
+    if ((double)m * (double)n * (double)k < 64.0 * 64 * 64)
+        nt = 1;
+    pi_index mcb = qmc(u, k);
+    const pi_index nmb = cdiv(m, mcb);
+    mcb = cdiv(cdiv(m, nmb), MR) * MR; /* even blocks, no runt */
+    const pi_index slot = qslot_bytes(u, k, mcb);
+    if (ws_bytes < (pi_index)nt * slot || ws == NULL)
+        return PI_ERR_WORKSPACE;
+    /* Enough items for every thread: split N when there are few row blocks. */
+    pi_index nch = nmb >= 2 * nt ? 1 : cdiv(2 * nt, nmb);
+    if (nch > nsl) nch = nsl;
+    const pi_index items = nmb * nch;
+    const char *bpk = (const char *)packed_b + QHEADER;
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+        char *wslot = (char *)ws + (pi_index)tid * slot;
+        void *ap = wslot;
+        int *rowsum = (int *)(wslot + round64(mcb * kg * u->ku * u->es));
+        pi_index packed_mb = -1;
+        float spad[PI_QGEMM_MAX_NR], bpad[PI_QGEMM_MAX_NR];
+        int rpad[PI_QGEMM_MAX_MR];
+        unsigned char tile[PI_QGEMM_MAX_MR * PI_QGEMM_MAX_NR * 4];
+        const pi_index it0 = items * tid / nth, it1 = items * (tid + 1) / nth;
+        for (pi_index it = it0; it < it1; it++) {
+            const pi_index mb = it / nch, ch = it % nch;
+            const pi_index i0 = mb * mcb;
+            const pi_index mc = m - i0 < mcb ? m - i0 : mcb;
+            if (mc <= 0)
+                continue;
+            if (mb != packed_mb) {
+                qpack_a(u, mc, k, (const unsigned char *)a + i0 * a_rs, a_rs, a_cs, ap, rowsum);
+                packed_mb = mb;
+            }
+            const pi_index s0 = nsl * ch / nch, s1 = nsl * (ch + 1) / nch;
+            for (pi_index s = s0; s < s1; s++) {
+                const char *blk = bpk + s * sb;
+                const pi_index j0 = s * NR;
+                const int nr = (int)(n - j0 < NR ? n - j0 : NR);
+                pi_qgemm_epi ep;
+                ep.kind = out_kind;
+                ep.act = activation;
+                ep.a_zero = a_zero;
+                ep.out_zero = out_zero;
+                ep.out_scale = out_scale;
+                ep.b_zero = (const int *)blk;
+                ep.b_corr = (const int *)blk + NR;
+                ep.scale = NULL;
+                ep.bias = NULL;
+                if (out_kind != PI_QOUT_S32) {
+                    if (nr == NR) {
+                        ep.scale = scale + j0;
+                        ep.bias = bias ? bias + j0 : NULL;
+                    } else {
+                        for (int j = 0; j < NR; j++) {
+                            spad[j] = j < nr ? scale[j0 + j] : 0.0f;
+                            bpad[j] = j < nr && bias ? bias[j0 + j] : 0.0f;
+                        }
+                        ep.scale = spad;
+                        ep.bias = bias ? bpad : NULL;
+                    }
+                }
+                const void *bs = blk + (pi_index)NR * 8;
+                for (pi_index ir = 0; ir < mc; ir += MR) {
+                    const int mr = (int)(mc - ir < MR ? mc - ir : MR);
+                    const void *apanel = (const char *)ap + ir * kg * u->ku * u->es;
+                    for (int i = 0; i < mr; i++) rpad[i] = rowsum[ir + i];
+                    ep.rowsum = rpad;
+                    char *cp = (char *)c + (i0 + ir) * c_rs + j0 * c_cs;
+                    if (nr == NR && c_cs == es) {
+                        u->fn(mr, kg, apanel, bs, cp, c_rs, &ep);
+                    } else {
+                        u->fn(mr, kg, apanel, bs, tile, (pi_index)NR * es, &ep);
+                        for (int i = 0; i < mr; i++)
+                            for (int j = 0; j < nr; j++)
+                                memcpy(cp + i * c_rs + j * c_cs, tile + (i * NR + j) * es,
+                                       (size_t)es);
+                    }
+                }
+            }
+        }
+    }
+    return PI_OK;
+}
+
+/* ---- quantize, dequantize, min/max --------------------------------------------- */
+
+#if PI_X86
+/* n contiguous floats -> u8/s8 with one scale and zero point: the vector
+ * twin of pi_quantize_one (same division, same clamp, cvtps2dq rounds half to
+ * even under the default MXCSR). */
+PI_TARGET_AVX2 static pi_index quantize_run_avx2(pi_index n, const float *x, float scale,
+                                                 int zero, int lo, int hi, void *y, int is_signed)
+{
+    const __m256 vs = _mm256_set1_ps(scale);
+    const __m256 flo = _mm256_set1_ps(-1073741824.0f), fhi = _mm256_set1_ps(1073741824.0f);
+    const __m256i vz = _mm256_set1_epi32(zero), vlo = _mm256_set1_epi32(lo),
+                  vhi = _mm256_set1_epi32(hi);
+    pi_index i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 q = _mm256_div_ps(_mm256_loadu_ps(x + i), vs);
+        q = _mm256_min_ps(_mm256_max_ps(q, flo), fhi);
+        __m256i v = _mm256_add_epi32(_mm256_cvtps_epi32(q), vz);
+        v = _mm256_min_epi32(_mm256_max_epi32(v, vlo), vhi);
+        __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        __m128i b8 = is_signed ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w);
+        _mm_storel_epi64((__m128i *)((char *)y + i), b8);
+    }
+    return i;
+}
+
+PI_TARGET_AVX2 static pi_index minmax_avx2(pi_index n, const float *x, float *lo, float *hi)
+{
+    __m256 vlo = _mm256_set1_ps(*lo), vhi = _mm256_set1_ps(*hi);
+    pi_index i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        vlo = _mm256_min_ps(v, vlo); /* NaN in v: keeps vlo */
+        vhi = _mm256_max_ps(v, vhi);
+    }
+    float l[8], h[8];
+    _mm256_storeu_ps(l, vlo);
+    _mm256_storeu_ps(h, vhi);
+    for (int j = 0; j < 8; j++) {
+        *lo = l[j] < *lo ? l[j] : *lo;
+        *hi = h[j] > *hi ? h[j] : *hi;
+    }
+    return i;
+}
+#endif
+
+static void quantize_run(pi_index n, const float *x, float scale, int zero, int is_signed,
+                         void *y)
+{
+    const int lo = is_signed ? -128 : 0, hi = is_signed ? 127 : 255;
+    pi_index i = 0;
+#if PI_X86
+    if (pi_current_isa >= PI_ISA_AVX2)
+        i = quantize_run_avx2(n, x, scale, zero, lo, hi, y, is_signed);
+#endif
+    for (; i < n; i++) {
+        int v = pi_quantize_one(x[i], scale, zero, lo, hi);
+        if (is_signed)
+            ((signed char *)y)[i] = (signed char)v;
+        else
+            ((unsigned char *)y)[i] = (unsigned char)v;
+    }
+}
+
+PI_EXPORT int pi_f32_quantize(pi_index outer, pi_index channels, pi_index inner, const float *x,
+                              const float *scale, const int *zero, int is_signed, void *y)
+{
+    if (outer < 0 || channels < 0 || inner < 0)
+        return PI_ERR_ARG;
+    const pi_index rows = outer * channels;
+    const pi_index chunk = inner >= 4096 ? 1 : cdiv(4096, inner > 0 ? inner : 1);
+    const pi_index nchunks = cdiv(rows, chunk);
+#pragma omp parallel for schedule(static) num_threads(pi_num_threads) if (rows * inner > 32768)
+    for (pi_index t = 0; t < nchunks; t++) {
+        for (pi_index r = t * chunk; r < rows && r < (t + 1) * chunk; r++) {
+            pi_index ch = r % channels;
+            quantize_run(inner, x + r * inner, scale[ch], zero ? zero[ch] : 0, is_signed,
+                         (char *)y + r * inner);
+        }
+    }
+    return PI_OK;
+}
+
+PI_EXPORT int pi_dequantize_f32(int kind, pi_index outer, pi_index channels, pi_index inner,
+                                const void *x, const float *scale, const int *zero, float *y)
+{
+    if (kind < 0 || kind > 2 || outer < 0 || channels < 0 || inner < 0)
+        return PI_ERR_ARG;
+    const pi_index rows = outer * channels;
+#pragma omp parallel for schedule(static) num_threads(pi_num_threads) if (rows * inner > 32768)
+    for (pi_index r = 0; r < rows; r++) {
+        const pi_index ch = r % channels;
+        const float s = scale[ch];
+        const int z = zero ? zero[ch] : 0;
+        float *dst = y + r * inner;
+        if (kind == 0) {
+            const unsigned char *src = (const unsigned char *)x + r * inner;
+            for (pi_index i = 0; i < inner; i++) dst[i] = (float)((int)src[i] - z) * s;
+        } else if (kind == 1) {
+            const signed char *src = (const signed char *)x + r * inner;
+            for (pi_index i = 0; i < inner; i++) dst[i] = (float)((int)src[i] - z) * s;
+        } else {
+            /* s32: the difference in 64 bits (no overflow), then to float once */
+            const int *src = (const int *)x + r * inner;
+            for (pi_index i = 0; i < inner; i++)
+                dst[i] = (float)((long long)src[i] - z) * s;
+        }
+    }
+    return PI_OK;
+}
+
+PI_EXPORT int pi_f32_minmax(pi_index n, const float *x, float *lo, float *hi)
+{
+    if (n < 1)
+        return PI_ERR_ARG;
+    float l = INFINITY, h = -INFINITY;
+    int nt = n > 65536 ? pi_num_threads : 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+        const pi_index i0 = n * tid / nth, i1 = n * (tid + 1) / nth;
+        float tl = INFINITY, th = -INFINITY;
+        pi_index i = i0;
+#if PI_X86
+        if (pi_current_isa >= PI_ISA_AVX2)
+            i = i0 + minmax_avx2(i1 - i0, x + i0, &tl, &th);
+#endif
+        for (; i < i1; i++) {
+            tl = x[i] < tl ? x[i] : tl;
+            th = x[i] > th ? x[i] : th;
+        }
+#pragma omp critical(pi_minmax)
+        {
+            l = tl < l ? tl : l;
+            h = th > h ? th : h;
+        }
+    }
+    *lo = l;
+    *hi = h;
+    return PI_OK;
+}

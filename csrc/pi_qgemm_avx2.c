@@ -1,0 +1,101 @@
+/* AVX2 u8 x s8 micro-kernel: 6x16 s32 tile, exact vpmaddwd route.
+ *
+ * A and B arrive widened to 16 bits by packing (pi_qgemm.c), k in pairs, so
+ * one 32-bit broadcast of A (a[i][2g], a[i][2g+1]) times one B vector (8
+ * columns x that pair) is one vpmaddwd giving 8 exact s32 pair sums
+ * (pi_qgemm_ukernels.h says why not vpmaddubsw).  12 accumulators + 2 B
+ * vectors + 1 broadcast = 15 of the 16 ymm registers.  The epilogue
+ * (zero-point correction, dequantize, bias, activation, requantize) runs on
+ * the accumulators before they leave registers. */
+#include "pi_internal.h"
+#include "pi_qgemm_ukernels.h"
+#if PI_X86
+#include <immintrin.h>
+#include "pi_vmath.h"
+
+/* One 8-column vector of row i: corrected acc -> output. */
+static inline __attribute__((always_inline)) PI_TARGET_AVX2 void
+epi_avx2(__m256i acc, __m256i zcorr, int rowsum, int jv, const pi_qgemm_epi *ep, char *crow)
+{
+    __m256i v = _mm256_add_epi32(acc, zcorr);
+    v = _mm256_sub_epi32(v, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(ep->b_zero + jv)),
+                                               _mm256_set1_epi32(rowsum)));
+    if (ep->kind == PI_QOUT_S32) {
+        _mm256_storeu_si256((__m256i *)(crow + jv * 4), v);
+        return;
+    }
+    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(ep->scale + jv));
+    if (ep->bias)
+        f = _mm256_add_ps(f, _mm256_loadu_ps(ep->bias + jv));
+    if (ep->act == PI_ACT_RELU)
+        f = _mm256_max_ps(f, _mm256_setzero_ps());
+    else if (ep->act != PI_ACT_NONE)
+        f = pi_act_ps_avx2(f, ep->act);
+    if (ep->kind == PI_QOUT_F32) {
+        _mm256_storeu_ps((float *)crow + jv, f);
+        return;
+    }
+    __m256 q = _mm256_div_ps(f, _mm256_set1_ps(ep->out_scale));
+    q = _mm256_min_ps(_mm256_max_ps(q, _mm256_set1_ps(-1073741824.0f)),
+                      _mm256_set1_ps(1073741824.0f));
+    __m256i qi = _mm256_add_epi32(_mm256_cvtps_epi32(q), _mm256_set1_epi32(ep->out_zero));
+    qi = _mm256_min_epi32(_mm256_max_epi32(qi, _mm256_setzero_si256()), _mm256_set1_epi32(255));
+    __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+    _mm_storel_epi64((__m128i *)(crow + jv), _mm_packus_epi16(w, w));
+}
+
+#define ROW_STEP(i)                                                                   \
+    if (R > i) {                                                                      \
+        __m256i av = _mm256_set1_epi32(ap[i]);                                        \
+        c##i##0 = _mm256_add_epi32(c##i##0, _mm256_madd_epi16(av, b0));               \
+        c##i##1 = _mm256_add_epi32(c##i##1, _mm256_madd_epi16(av, b1));               \
+    }
+#define ROW_EPI(i)                                                                    \
+    if (R > i) {                                                                      \
+        char *crow = (char *)c + i * c_rs;                                            \
+        epi_avx2(c##i##0, z0, ep->rowsum[i], 0, ep, crow);                            \
+        epi_avx2(c##i##1, z1, ep->rowsum[i], 8, ep, crow);                            \
+    }
+
+/* R live rows of the 6-row panel (R a constant in each instance). */
+#define DEFINE_ROWS(RN)                                                                \
+    static PI_TARGET_AVX2 void uk_avx2_r##RN(long long kg, const void *a, const void *b, \
+                                             void *c, long long c_rs,                 \
+                                             const pi_qgemm_epi *ep)                  \
+    {                                                                                 \
+        enum { R = RN };                                                              \
+        const int *ap = (const int *)a;                                               \
+        const __m256i *bp = (const __m256i *)b;                                       \
+        __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00,        \
+                c20 = c00, c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00,     \
+                c50 = c00, c51 = c00;                                                 \
+        for (long long g = 0; g < kg; g++, ap += 6, bp += 2) {                        \
+            __m256i b0 = _mm256_loadu_si256(bp), b1 = _mm256_loadu_si256(bp + 1);     \
+            ROW_STEP(0) ROW_STEP(1) ROW_STEP(2) ROW_STEP(3) ROW_STEP(4) ROW_STEP(5)   \
+        }                                                                             \
+        const __m256i za = _mm256_set1_epi32(ep->a_zero);                             \
+        const __m256i z0 = _mm256_mullo_epi32(za, _mm256_loadu_si256((const __m256i *)ep->b_corr)); \
+        const __m256i z1 = _mm256_mullo_epi32(za, _mm256_loadu_si256((const __m256i *)(ep->b_corr + 8))); \
+        ROW_EPI(0) ROW_EPI(1) ROW_EPI(2) ROW_EPI(3) ROW_EPI(4) ROW_EPI(5)             \
+    }
+DEFINE_ROWS(1)
+DEFINE_ROWS(2)
+DEFINE_ROWS(3)
+DEFINE_ROWS(4)
+DEFINE_ROWS(5)
+DEFINE_ROWS(6)
+
+void pi_u8s8_gemm_6x16__avx2(PI_QGEMM_UKERNEL_ARGS)
+{
+    switch (mr) {
+    case 1: uk_avx2_r1(kg, a, b, c, c_rs, ep); break;
+    case 2: uk_avx2_r2(kg, a, b, c, c_rs, ep); break;
+    case 3: uk_avx2_r3(kg, a, b, c, c_rs, ep); break;
+    case 4: uk_avx2_r4(kg, a, b, c, c_rs, ep); break;
+    case 5: uk_avx2_r5(kg, a, b, c, c_rs, ep); break;
+    default: uk_avx2_r6(kg, a, b, c, c_rs, ep); break;
+    }
+}
+#else
+void pi_u8s8_gemm_6x16__avx2(PI_QGEMM_UKERNEL_ARGS) { (void)mr; }
+#endif

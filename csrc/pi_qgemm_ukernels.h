@@ -1,0 +1,96 @@
+/* The one list of u8 x s8 -> s32 GEMM micro-kernels (STYLE.md 5), their
+ * packed-operand layout and the epilogue they apply in registers.
+ *
+ *   X(name, isa, MR, NR, KU, ES)
+ *
+ * isa   portable | avx2 | avx512vnni (PI_QGEMM_ISA_<isa>);
+ * MR x NR the s32 accumulator tile held in registers;
+ * KU    consecutive k values one multiply instruction sums per output lane
+ *       (2 for vpmaddwd, 4 for vpdpbusd);
+ * ES    bytes per packed element of A and B: 2 where u8/s8 are widened to
+ *       16 bits for vpmaddwd, 1 where vpdpbusd takes bytes as they are.
+ *
+ * Why AVX2 widens to 16 bits: vpmaddubsw (u8 x s8 -> s16 pair sums) saturates
+ * when a pair exceeds 32767 (255*127*2 = 64770), so its results are not exact
+ * for full-range operands.  vpmovzx/vpmovsx to 16 bits (done once, at packing)
+ * followed by vpmaddwd (s16 x s16 -> s32 pair sums) is exact for every input:
+ * |pair| <= 2*255*128 < 2^31.  The price is twice the packed bytes and 16 MACs
+ * per vpmaddwd instead of 32 per vpmaddubsw; on Zen 3 both issue on the same
+ * two multiply pipes, so the integer peak is ~2x the fp32 FMA peak either way.
+ *
+ * Packed B (pi_u8s8_pack_b): a 64-byte header (magic, list index, k, n), then
+ * one block per NR-column sliver: NR int32 b_zero, NR int32 b_corr
+ * (k*b_zero[j] - sum_k b[k][j]), then ceil(k/KU) groups of NR*KU elements,
+ * b[g*KU + u][j] at element (g*NR + j)*KU + u, zero past k and past n.
+ * Packed A (per thread, in the workspace): MR-row panels, a[i][g*KU + u] at
+ * element (g*MR + i)*KU + u, zero past k.
+ *
+ * Dispatch: the kernel is chosen when B is packed (the best of the current ISA,
+ * or the one the caller names) and recorded in the header; the GEMM refuses a
+ * packed B whose kernel this CPU/ISA setting cannot run.  The last portable
+ * entry has the VNNI layout (KU 4, bytes) and exists so the tests check that
+ * layout's packing and driver on machines without AVX-512.
+ */
+#ifndef PI_QGEMM_UKERNELS_H
+#define PI_QGEMM_UKERNELS_H
+
+#define PI_QGEMM_UKERNELS(X) \
+    X(pi_u8s8_gemm_6x16__avx2,        avx2,       6, 16, 2, 2) \
+    X(pi_u8s8_gemm_8x32__avx512vnni,  avx512vnni, 8, 32, 4, 1) \
+    X(pi_u8s8_gemm_4x8__portable,     portable,   4,  8, 2, 2) \
+    X(pi_u8s8_gemm_4x16k4__portable,  portable,   4, 16, 4, 1)
+
+#define PI_QGEMM_ISA_portable 0
+#define PI_QGEMM_ISA_avx2 1
+#define PI_QGEMM_ISA_avx512vnni 3   /* AVX-512 level and the avx512vnni cpuid bit */
+
+#define PI_QGEMM_MAX_MR 8
+#define PI_QGEMM_MAX_NR 32
+
+/* The epilogue of one tile: acc -> corrected s32 -> (float -> scale, bias,
+ * activation) -> (quantize to u8).  All NR-wide arrays are valid for NR
+ * columns (zero-padded past n by the caller). */
+typedef struct {
+    int kind;              /* PI_QOUT_* */
+    int act;               /* PI_ACT_* (float and u8 outputs) */
+    int a_zero;
+    int out_zero;
+    float out_scale;
+    const int *rowsum;     /* mr values: sum over k of A's row */
+    const int *b_zero;     /* NR */
+    const int *b_corr;     /* NR */
+    const float *scale;    /* NR: a_scale * b_scale[j] (float and u8 outputs) */
+    const float *bias;     /* NR or NULL */
+} pi_qgemm_epi;
+
+/* C[0:mr, 0:NR] (row stride c_rs bytes, columns contiguous, element size 4
+ * for s32/f32 and 1 for u8) = epilogue(A_panel @ B_sliver) over kg groups. */
+#define PI_QGEMM_UKERNEL_ARGS \
+    int mr, long long kg, const void *a, const void *b, void *c, long long c_rs, \
+    const pi_qgemm_epi *ep
+
+#define PI_QGEMM_DECLARE_(name, isa, MR, NR, KU, ES) void name(PI_QGEMM_UKERNEL_ARGS);
+PI_QGEMM_UKERNELS(PI_QGEMM_DECLARE_)
+#undef PI_QGEMM_DECLARE_
+
+typedef void (*pi_qgemm_ukfn)(PI_QGEMM_UKERNEL_ARGS);
+
+typedef struct {
+    const char *name;
+    int isa, mr, nr, ku, es;
+    pi_qgemm_ukfn fn;
+} pi_qgemm_ukernel;
+
+/* Round half to even and saturate to [lo, hi], as ONNX QuantizeLinear:
+ * saturate(round(x / scale) + zero).  The float clamp first keeps the
+ * conversion defined (NaN goes to lo, the x86 max/min convention). */
+static inline int pi_quantize_one(float x, float scale, int zero, int lo, int hi)
+{
+    float q = x / scale;
+    q = q > -1073741824.0f ? q : -1073741824.0f;
+    q = q < 1073741824.0f ? q : 1073741824.0f;
+    int v = (int)__builtin_rintf(q) + zero;
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+#endif

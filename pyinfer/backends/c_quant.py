@@ -1,0 +1,187 @@
+"""The ``c`` backend of the int8 family: csrc/pi_qgemm*.c.
+
+* ``qgemm``: u8 x s8 -> s32 GEMM, weights packed once per micro-kernel into
+  the ``QWeight`` (pi_u8s8_pack_b) and reused by every later call; the
+  epilogue (zero points, dequantize scale, bias, activation, requantize) runs
+  in registers.  The micro-kernel is the best this CPU runs at the current
+  ISA setting (``pyinfer.backends._native.force_isa`` lowers it; a weight
+  packed for another kernel is packed again for the new one).
+* ``quantize_linear``, ``dequantize_linear``, ``minmax``: one pass each,
+  OpenMP over rows.
+
+``ukernels()`` lists the micro-kernels (csrc/pi_qgemm_ukernels.h).
+"""
+from __future__ import annotations
+
+import threading
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from ..registry import register
+from ._native import check, ffi, lib
+from .c_gemm import ACTIVATION_CODES
+from .numpy_quant import F32, S32, S8, U8
+
+PRIORITY = 20
+MAX_K = 32768  # s32 accumulation of (a - za)(b - zb) is exact up to here
+_OUT_KIND = {S32: lib.PI_QOUT_S32, F32: lib.PI_QOUT_F32, U8: lib.PI_QOUT_U8}
+_DQ_KIND = {U8: 0, S8: 1, S32: 2}
+
+
+class QUKernel(NamedTuple):
+    index: int
+    name: str
+    isa: int
+    mr: int
+    nr: int
+    ku: int
+    es: int
+
+
+def ukernels() -> list:
+    """Every entry of csrc/pi_qgemm_ukernels.h, in list order."""
+    out = []
+    v = ffi.new("int[5]")
+    name = ffi.new("const char **")
+    i = 0
+    while lib.pi_u8s8_gemm_ukernel_info(i, v, v + 1, v + 2, v + 3, v + 4, name) == 0:
+        out.append(QUKernel(i, ffi.string(name[0]).decode(), *list(v)))
+        i += 1
+    return out
+
+
+def runs(index: int) -> bool:
+    """Does this CPU run micro-kernel ``index`` at the current ISA setting?"""
+    return bool(lib.pi_u8s8_gemm_ukernel_runs(index))
+
+
+_tls = threading.local()
+# Tests pin a micro-kernel (e.g. the portable VNNI-layout one) with this.
+_forced = threading.local()
+
+
+def force_ukernel(index: Optional[int]) -> None:
+    """Pack (and so run) with micro-kernel ``index`` on this thread; None: best."""
+    _forced.index = index
+
+
+def _workspace(nbytes: int):
+    w = getattr(_tls, "ws", None)
+    if w is None or w[2] < nbytes:
+        buf = np.empty(max(int(nbytes), 1 << 16) + 64, np.uint8)
+        off = (-buf.ctypes.data) % 64
+        w = (buf, ffi.cast("void *", buf.ctypes.data + off), buf.nbytes - off)
+        _tls.ws = w
+    return w[1], w[2]
+
+
+def _pack(index: int):
+    def make(w):
+        k, n = w.b.shape
+        nbytes = lib.pi_u8s8_packed_b_bytes(index, k, n)
+        buf = np.empty(nbytes + 64, np.uint8)
+        off = (-buf.ctypes.data) % 64
+        packed = buf[off:off + nbytes]
+        bz = np.ascontiguousarray(w.b_zero, np.int32)
+        b = w.b
+        check(lib.pi_u8s8_pack_b(index, k, n, ffi.cast("const signed char *", b.ctypes.data),
+                                 b.strides[0], b.strides[1],
+                                 ffi.cast("const int *", bz.ctypes.data),
+                                 ffi.cast("void *", packed.ctypes.data), nbytes), "qgemm pack")
+        return packed
+    return make
+
+
+def _current_index() -> int:
+    forced = getattr(_forced, "index", None)
+    if forced is not None:
+        return forced
+    best = -1
+    for u in _UKERNELS:
+        if runs(u.index) and (best < 0 or u.isa > _UKERNELS[best].isa):
+            best = u.index
+    return best
+
+
+def packed_weight(w) -> np.ndarray:
+    """The packed copy of QWeight ``w`` for the micro-kernel in force (cached)."""
+    index = _current_index()
+    return w.packed(("c", index), _pack(index))
+
+
+def _qgemm_supports(a, w, a_zero, scale, bias, *, activation, out_scale, out_zero, out):
+    if a.shape[1] > MAX_K:
+        return f"k = {a.shape[1]} > {MAX_K} (s32 accumulation would not be exact)"
+    if activation not in ACTIVATION_CODES:
+        return f"activation {activation!r} has no C epilogue"
+    if out.dtype not in _OUT_KIND:
+        return f"output dtype {out.dtype} is not int32, float32 or uint8"
+    return None
+
+
+@register("qgemm", "c", supports=_qgemm_supports, priority=PRIORITY)
+def qgemm(a, w, a_zero, scale, bias, *, activation, out_scale, out_zero, out):
+    """out (M, N) = epilogue((a - a_zero) @ (w.b - w.b_zero)); a (M, K) u8, any
+    strides; scale (N,) float32 C-contiguous (None for int32 out); bias (N,) or None."""
+    m, k = a.shape
+    n = w.b.shape[1]
+    packed = packed_weight(w)
+    pb = ffi.cast("void *", packed.ctypes.data)
+    ws, ws_size = _workspace(lib.pi_u8s8_gemm_workspace_bytes(pb, m))
+    target = out if out.flags.aligned else np.empty(out.shape, out.dtype)
+    status = lib.pi_u8s8_gemm(
+        m, n, k, ffi.cast("const unsigned char *", a.ctypes.data), a.strides[0], a.strides[1],
+        int(a_zero), pb, _OUT_KIND[out.dtype],
+        ffi.NULL if scale is None else ffi.cast("const float *", scale.ctypes.data),
+        ffi.NULL if bias is None else ffi.cast("const float *", bias.ctypes.data),
+        ACTIVATION_CODES[activation],
+        float(out_scale) if out_scale is not None else 1.0,
+        int(out_zero) if out_zero is not None else 0,
+        ffi.cast("void *", target.ctypes.data), target.strides[0], target.strides[1],
+        ws, ws_size)
+    check(status, "qgemm")
+    if target is not out:
+        np.copyto(out, target)
+
+
+def _contiguous_reason(*arrays) -> Optional[str]:
+    for x in arrays:
+        if x is not None and not (x.flags.c_contiguous and x.flags.aligned):
+            return "operands are not C-contiguous"
+    return None
+
+
+@register("quantize_linear", "c", priority=PRIORITY,
+          supports=lambda x, scale, zero, *, out: _contiguous_reason(x, scale, zero, out))
+def quantize_linear(x, scale, zero, *, out):
+    outer, ch, inner = x.shape
+    check(lib.pi_f32_quantize(outer, ch, inner, ffi.cast("const float *", x.ctypes.data),
+                              ffi.cast("const float *", scale.ctypes.data),
+                              ffi.NULL if zero is None else ffi.cast("const int *", zero.ctypes.data),
+                              1 if out.dtype == S8 else 0, ffi.cast("void *", out.ctypes.data)),
+          "quantize_linear")
+
+
+@register("dequantize_linear", "c", priority=PRIORITY,
+          supports=lambda x, scale, zero, *, out: _contiguous_reason(x, scale, zero, out))
+def dequantize_linear(x, scale, zero, *, out):
+    outer, ch, inner = x.shape
+    check(lib.pi_dequantize_f32(_DQ_KIND[x.dtype], outer, ch, inner,
+                                ffi.cast("const void *", x.ctypes.data),
+                                ffi.cast("const float *", scale.ctypes.data),
+                                ffi.NULL if zero is None else ffi.cast("const int *", zero.ctypes.data),
+                                ffi.cast("float *", out.ctypes.data)), "dequantize_linear")
+
+
+@register("minmax", "c", priority=PRIORITY,
+          supports=lambda x, *, out: _contiguous_reason(x))
+def minmax(x, *, out):
+    lo = ffi.new("float *")
+    hi = ffi.new("float *")
+    check(lib.pi_f32_minmax(x.size, ffi.cast("const float *", x.ctypes.data), lo, hi), "minmax")
+    out[0] = lo[0]
+    out[1] = hi[0]
+
+
+_UKERNELS = ukernels()

@@ -1,0 +1,126 @@
+"""The reference of the int8 family: quantize, dequantize, min/max and the
+u8 x s8 GEMM with its epilogue, written plainly in NumPy (STYLE.md 3).
+
+Semantics are ONNX's (QuantizeLinear, DequantizeLinear, MatMulInteger):
+
+* quantize: ``saturate(rint(x / scale) + zero)``, the division in float32,
+  ``rint`` rounding half to even, saturation to the output type's range.
+* dequantize: ``float32(x - zero) * scale``.
+* GEMM: ``acc = (a - a_zero) @ (b - b_zero)`` exactly (int64 here, int32 in the
+  kernels, which is exact for k <= 32768); then, for a float result,
+  ``float32(acc) * scale[j] + bias[j]`` (two float32 roundings, no FMA) and the
+  activation; for a u8 result that float value quantized as above.
+
+The C kernels match this bit for bit (the activations other than relu to
+their vectorized approximations' accuracy).  ``QWeight`` is the weight operand
+the GEMM kernels share: the s8 matrix, its zero points and the packed copies
+the C backend makes once per micro-kernel.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Optional
+
+import numpy as np
+
+from ..registry import register
+from .numpy_ref import UNARY
+
+U8, S8, S32, F32 = (np.dtype(t) for t in (np.uint8, np.int8, np.int32, np.float32))
+QRANGE = {U8: (0, 255), S8: (-128, 127)}
+
+
+class QWeight:
+    """An s8 weight ``b`` (K, N) with per-column zero points ``b_zero`` (N,)
+    int32, and the packed forms backends derive from it (made once, kept:
+    ``packed(key, make)``).  Read-only once built."""
+
+    __slots__ = ("b", "b_zero", "_packed", "_lock")
+
+    def __init__(self, b: np.ndarray, b_zero: np.ndarray):
+        self.b = b
+        self.b_zero = b_zero
+        self._packed: dict = {}
+        self._lock = threading.Lock()
+
+    @property
+    def shape(self) -> tuple:
+        return self.b.shape
+
+    def packed(self, key, make):
+        p = self._packed.get(key)
+        if p is None:
+            with self._lock:
+                p = self._packed.get(key)
+                if p is None:
+                    p = make(self)
+                    self._packed[key] = p
+        return p
+
+
+def quantize_ref(x: np.ndarray, scale, zero, dtype) -> np.ndarray:
+    """x float32 (already broadcast-ready with scale/zero) -> dtype (u8 or s8)."""
+    lo, hi = QRANGE[np.dtype(dtype)]
+    x = np.asarray(x, F32)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        q = np.rint(x / np.asarray(scale, F32))
+    q = np.clip(np.nan_to_num(q, nan=float(lo)), -2.0**30, 2.0**30).astype(np.int64)
+    return np.clip(q + np.asarray(zero, np.int64), lo, hi).astype(dtype)
+
+
+def dequantize_ref(x: np.ndarray, scale, zero) -> np.ndarray:
+    d = np.asarray(x, np.int64) - np.asarray(zero, np.int64)
+    return d.astype(F32) * np.asarray(scale, F32)
+
+
+def _per_channel(x, scale, zero):
+    """(outer, C, inner) x with (C,) parameters as broadcastable views."""
+    return scale.reshape(1, -1, 1), (0 if zero is None else zero.reshape(1, -1, 1))
+
+
+@register("quantize_linear", "numpy")
+def quantize_linear(x, scale, zero, *, out):
+    """x (outer, C, inner) float32 C-contiguous; scale (C,) float32; zero (C,)
+    int32 or None; out u8/s8 of x's shape."""
+    s, z = _per_channel(x, scale, zero)
+    out[...] = quantize_ref(x, s, z, out.dtype)
+
+
+@register("dequantize_linear", "numpy")
+def dequantize_linear(x, scale, zero, *, out):
+    """x (outer, C, inner) u8/s8/int32; out float32."""
+    s, z = _per_channel(x, scale, zero)
+    out[...] = dequantize_ref(x, s, z)
+
+
+@register("minmax", "numpy")
+def minmax(x, *, out):
+    """out (2,) float32 = (min, max) of x ignoring NaN (inf, -inf if all NaN)."""
+    finite = x[~np.isnan(x)]
+    out[0] = finite.min() if finite.size else np.inf
+    out[1] = finite.max() if finite.size else -np.inf
+
+
+def qgemm_ref(a, b, a_zero, b_zero, scale, bias, activation, out_scale, out_zero, out_dtype):
+    """The whole int8 GEMM in NumPy; returns an array of ``out_dtype``
+    (int32: the corrected accumulator; float32: dequantized; uint8: requantized)."""
+    acc = (a.astype(np.int64) - int(a_zero)) @ (b.astype(np.int64) - b_zero.astype(np.int64))
+    acc = acc.astype(np.int32)  # exact for k <= 32768 (|acc| < 2^31)
+    if np.dtype(out_dtype) == S32:
+        return acc
+    f = acc.astype(F32) * scale.astype(F32)
+    if bias is not None:
+        f = f + bias.astype(F32)
+    if activation is not None:
+        f = np.asarray(UNARY[activation](f), F32)
+    if np.dtype(out_dtype) == F32:
+        return f
+    return quantize_ref(f, np.float32(out_scale), int(out_zero), U8)
+
+
+@register("qgemm", "numpy")
+def qgemm(a, w, a_zero, scale, bias, *, activation, out_scale, out_zero, out):
+    """out (M, N) from a (M, K) u8 and w a QWeight; out's dtype picks the
+    result: int32, float32, or uint8 (requantized with out_scale, out_zero)."""
+    out[...] = qgemm_ref(a, w.b, a_zero, w.b_zero, scale, bias, activation, out_scale, out_zero,
+                         out.dtype)
