@@ -99,6 +99,9 @@ class Op(enum.Enum):
     SHAPE = "shape"
     RANGE = "range"
     CONSTANT_OF_SHAPE = "constant_of_shape"
+    DYNAMIC_RESHAPE = "dynamic_reshape"    # (x, shape tensor): RESHAPE once the shape is known
+    DYNAMIC_SLICE = "dynamic_slice"        # (x, starts, ends, axes, steps): SLICE once they are known
+    HOST_ELEMENTWISE = "host_elementwise"  # integer/bool arithmetic of shape computations (NumPy)
     # quantized and compressed kernels (families/quant.py)
     QUANTIZE_LINEAR = "quantize_linear"
     DEQUANTIZE_LINEAR = "dequantize_linear"

@@ -7,11 +7,11 @@ loaded (the ``onnx`` extra).
 """
 
 
-def load(model, *, name=None):
+def load(model, *, name=None, base_dir=None):
     """Import an ONNX model (a path, the file's bytes, or an ``onnx.ModelProto``)
     as a ``pyinfer.Graph``; see ``pyinfer.importer.load.load``."""
     from .load import load as _load
-    return _load(model, name=name)
+    return _load(model, name=name, base_dir=base_dir)
 
 
 __all__ = ["load"]

@@ -126,6 +126,11 @@ class ImportContext:
         self.opsets = {_norm_domain(k): v for k, v in opsets.items()}
         self.opset = self.opsets.get("", OPSET_MAX)
         self.values: dict = {}
+        # Shape tensors followed symbolically (pyinfer.importer.symbolic): Value -> object
+        # array of ints, symbol names, or None (unknown), for values that are not constants.
+        self.symbolic: dict = {}
+        # Dim names of the graph inputs: the symbols ``specialize`` can bind.
+        self.input_symbols: set = set()
 
     # ---- reading a node ------------------------------------------------------------------
 
@@ -134,10 +139,13 @@ class ImportContext:
         if name == "":
             return None
         try:
-            return self.values[name]
+            v = self.values[name]
         except KeyError:
             raise ModelError(f"ONNX value '{name}' is read before it is produced (the graph is "
                              f"not topologically sorted, or the name is undefined)") from None
+        if isinstance(v, Missing):
+            raise v.error
+        return v
 
     def inputs(self, node) -> list:
         """One Value per input of ``node`` (None for an absent optional input)."""
@@ -155,6 +163,17 @@ class ImportContext:
                 return _attr_value(self, node, a)
         return default
 
+    def sym(self, value: Optional[Value]) -> Optional[np.ndarray]:
+        """A shape tensor's elements as an object array (ints, symbol names, None for
+        unknown) when the importer knows them, else None."""
+        if value is None:
+            return None
+        if value.is_constant:
+            if value.dtype.kind not in "iu" or value.data.size > 64:
+                return None
+            return value.data.astype(object)
+        return self.symbolic.get(value)
+
     def constant(self, value: Optional[Value]) -> Optional[np.ndarray]:
         """The data of a constant Value (read-only), else None (also for None)."""
         if value is None or not value.is_constant:
@@ -171,6 +190,13 @@ class ImportContext:
         """The error to raise for a form of ``node`` the importer cannot express."""
         opset = self.opsets.get(_norm_domain(node.domain), self.opset)
         return UnsupportedOperatorError(f"{describe(node, opset)}: {reason}")
+
+
+class Missing:
+    """An output a converter does not produce: only reading it is an error."""
+
+    def __init__(self, error: Exception):
+        self.error = error
 
 
 def _attr_value(ctx, node, a):

@@ -254,12 +254,71 @@ class Plan:
 
 def specialize(graph: Graph, shapes: list) -> Graph:
     """A copy of ``graph`` with concrete input shapes and every shape re-inferred
-    (how a graph with symbolic dims gets a plan per input shape)."""
+    (how a graph with symbolic dims gets a plan per input shape).
+
+    As it re-infers it also does what only concrete shapes allow: symbolic dims
+    in attributes (a RESHAPE to ``("batch", "seq", 12, 64)``) take their values,
+    ``SHAPE`` of a concrete value and every small node whose inputs are all
+    constants (ONNX's ``Shape -> Gather -> Concat`` chains) fold into constants,
+    and ops whose operands became constant take their core form
+    (``DYNAMIC_RESHAPE`` -> RESHAPE, ``DYNAMIC_SLICE`` -> SLICE, ...; see
+    ``graph.families.onnx_ops.static_form``), so that passes and kernel
+    selection see plain ops with constant operands.  ``shapes`` may still hold
+    symbols (the importer calls it so): then only what is known folds."""
+    from ..graph.families.onnx_ops import static_form
+    from ..graph.passes.fold import FOLD_LIMIT_BYTES, NEVER_FOLD
+    from ..graph.reference import eval_node
     from ..graph.shapes import infer
     g = graph.copy()
+    binding = {}
     for v, shape in zip(g.inputs, shapes):
+        for d, s in zip(v.shape, shape):
+            if isinstance(d, str) and not isinstance(s, str):
+                binding[d] = int(s)
         v.shape = tuple(shape)
-    for node in g.nodes:
+
+    def bind(a):
+        if isinstance(a, tuple) and any(isinstance(d, str) for d in a):
+            return tuple(binding.get(d, d) if isinstance(d, str) else d for d in a)
+        return a
+
+    subst: dict = {}
+    nodes, g.nodes = g.nodes, []
+    for node in nodes:
+        node.inputs = [subst.get(v, v) if v is not None else None for v in node.inputs]
+        for k in ("shape", "shape_hint"):
+            if k in node.attrs:
+                node.attrs[k] = bind(node.attrs[k])
+        form = static_form(node)
+        if form is not None:
+            node.op, node.inputs, node.attrs = form[0], form[1], form[2]
         for v, (shape, dtype) in zip(node.outputs, infer(node)):
             v.shape, v.dtype = tuple(shape), np.dtype(dtype)
+        folded = _fold_small(node, eval_node, FOLD_LIMIT_BYTES, NEVER_FOLD)
+        if folded is None:
+            g.nodes.append(node)
+            continue
+        for v, r in zip(node.outputs, folded):
+            c = g.constant(np.asarray(r).astype(v.dtype, copy=False), name=f"{v.name}_folded")
+            c.output_name = v.output_name
+            subst[v] = c
+    g.outputs = [subst.get(v, v) for v in g.outputs]
     return g
+
+
+def _fold_small(node, eval_node, limit, never):
+    """The node's results when it can be computed now (a SHAPE of a concrete value, or
+    all inputs constant and the results small), else None."""
+    from ..graph.ir import Op
+    if node.op is Op.SHAPE and all(isinstance(d, int) for d in node.inputs[0].shape):
+        return eval_node(node, [np.empty(node.inputs[0].shape, np.uint8)])
+    if node.op in never or not node.inputs or \
+            not all(v is None or v.is_constant for v in node.inputs):
+        return None
+    if any(v.size is None for v in node.outputs) or \
+            sum(v.nbytes for v in node.outputs) > limit:
+        return None  # the fold pass decides about large results (and notes them)
+    try:
+        return eval_node(node, [None if v is None else v.data for v in node.inputs])
+    except Exception:   # the fold pass notes what the reference cannot evaluate
+        return None

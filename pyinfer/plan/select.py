@@ -82,6 +82,16 @@ def _reshape(x, *, shape):
     return x.reshape(shape)
 
 
+def _reshapes_as_view(x, shape) -> bool:
+    return x.size == 0 or np.shares_memory(x.reshape(shape), x)
+
+
+def _reshape_copy(x, *, shape, out=None):
+    if out is None:             # a plan-time sample
+        return np.reshape(x, shape)
+    np.copyto(out.reshape(x.shape), x)
+
+
 def _transpose(x, *, perm):
     return x.transpose(perm)
 
@@ -196,6 +206,10 @@ def lower(node: Node, backend: Optional[str], sample: Callable[[Value], Any], no
         step = d.lower(node, LowerContext(backend, sample, notes, registry_step)) \
             if d.lower is not None else None
         return step if step is not None else reference_step(node)
+    if op is Op.RESHAPE and not _reshapes_as_view(sample(node.inputs[0]), at.get("shape")):
+        # A reshape of a strided view (transpose -> reshape) cannot be a view: copy.
+        return Step(node, _reshape_copy, [node.inputs[0]], {"shape": at.get("shape")},
+                    "numpy", "numpy.reshape_copy")
     if op in VIEW_KINDS:
         fn, kw = {Op.RESHAPE: (_reshape, {"shape": at.get("shape")}),
                   Op.TRANSPOSE: (_transpose, {"perm": at.get("perm")}),
