@@ -196,3 +196,20 @@ int pi_dequantize_f32(int kind, pi_index outer, pi_index channels, pi_index inne
 int pi_f32_minmax(pi_index n, const float *x, float *lo, float *hi);
 
 /* ---- block-sparse GEMM (csrc/pi_sparse.c) -------------------------------- */
+/* Y (m x n) = act(X (m x k) @ W (k x n) + bias), W block-sparse.  W is cut
+ * into blocks of br rows (along k) by bc columns (along n); only stored blocks
+ * are multiplied.  Blocks are grouped by column panel: panel p (columns
+ * p*bc .. p*bc+bc-1) owns entries indptr[p] .. indptr[p+1]-1, there are
+ * ceil(n / bc) panels (indptr has one more value, indptr[0] == 0); entry e is
+ * the block at block row indices[e] (rows indices[e]*br ..), its br*bc values
+ * row-major at values + e*br*bc.  Rows past k and columns past n of the last
+ * blocks are padding: never read from x, never written to y.  Element (i, p)
+ * of X is at (char *)x + i*x_rs + p*x_cs; row i of Y starts at
+ * (char *)y + i*y_rs and its n values are contiguous; y must not overlap x.
+ * bias: n values or NULL; activation: PI_ACT_*.  Vector paths for bc == 8 or
+ * 16 (AVX2) and 16 or 32 (AVX-512); any other block shape runs portable C. */
+int pi_f32_bsr_gemm(pi_index m, pi_index n, pi_index k,
+                    const float *x, pi_index x_rs, pi_index x_cs,
+                    pi_index br, pi_index bc, const int *indptr, const int *indices,
+                    const float *values, const float *bias, int activation,
+                    float *y, pi_index y_rs);

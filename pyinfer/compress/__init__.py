@@ -1,0 +1,6 @@
+"""Model compression: quantization, pruning, low-rank factorization.
+
+Each function takes a ``pyinfer.Graph`` and returns a new one (the input is
+left as it was); the kernels they rely on live with the other kernels.
+"""
+from .bsr import BSRMatrix, to_bsr  # noqa: F401  block-sparse weights (pruning's storage)
