@@ -143,57 +143,7 @@ int pi_f64_binary(int op, pi_index outer, pi_index inner,
                   const double *a, pi_index a_os, pi_index a_is,
                   const double *b, pi_index b_os, pi_index b_is, double *y);
 
-/* ---- convolution (csrc/pi_conv*.c) ---------------------------------------
- * 2-D convolution over NCHW planes, y = act(conv(x, w) + bias + r), with the
- * geometry in one struct: input n x c x h x w, k output channels of oh x ow,
- * a kh x kw kernel, strides sh, sw, dilations dh, dw, leading pads pad_t,
- * pad_l (the trailing ones follow from oh, ow), c and k divisible by groups.
- * x may have any (aligned) byte strides x_ns, x_cs, x_hs, x_ws; y and r (NULL:
- * none) are C-contiguous n x k x oh x ow and never overlap x.  act is a
- * PI_ACT_* code; clip != 0 then clamps to [clip_lo, clip_hi] (ReLU6) with act
- * PI_ACT_NONE.  ws: workspace of at least the matching *_workspace_bytes,
- * computed with the thread count of the call.
- *
- * Implicit GEMM (any groups): weights packed once by *_conv2d_pack_weights
- * (w: C-contiguous k x c/groups x kh x kw; bias NULL, or packed in as a column
- * against a row of ones when with_bias) into pi_conv2d_packed_weights_size
- * values for the register tile height mr = pi_conv2d_gemm_mr(elem_size) of the
- * current ISA; *_conv2d_gemm returns PI_ERR_ARG if the ISA's mr differs.
- * Depthwise: groups == c == k, w C-contiguous c x kh x kw, bias c values or NULL. */
-typedef struct {
-    pi_index n, c, h, w;
-    pi_index k, oh, ow;
-    pi_index kh, kw, sh, sw, dh, dw;
-    pi_index pad_t, pad_l;
-    pi_index groups;
-} pi_conv2d_shape;
-
-int pi_conv2d_gemm_mr(int elem_size);
-pi_index pi_conv2d_packed_weights_size(const pi_conv2d_shape *s, int mr, int with_bias);
-pi_index pi_conv2d_gemm_workspace_bytes(int elem_size, const pi_conv2d_shape *s, int with_bias);
-pi_index pi_conv2d_depthwise_workspace_bytes(int elem_size, const pi_conv2d_shape *s);
-int pi_f32_conv2d_pack_weights(const pi_conv2d_shape *s, int mr, const float *w,
-                               const float *bias, float *wp);
-int pi_f64_conv2d_pack_weights(const pi_conv2d_shape *s, int mr, const double *w,
-                               const double *bias, double *wp);
-int pi_f32_conv2d_gemm(const pi_conv2d_shape *s, int mr, const float *x, pi_index x_ns,
-                       pi_index x_cs, pi_index x_hs, pi_index x_ws, const float *wp,
-                       int packed_bias, const float *r, int act, int clip, float clip_lo,
-                       float clip_hi, float *y, void *ws, pi_index ws_bytes);
-int pi_f64_conv2d_gemm(const pi_conv2d_shape *s, int mr, const double *x, pi_index x_ns,
-                       pi_index x_cs, pi_index x_hs, pi_index x_ws, const double *wp,
-                       int packed_bias, const double *r, int act, int clip, double clip_lo,
-                       double clip_hi, double *y, void *ws, pi_index ws_bytes);
-int pi_f32_conv2d_depthwise(const pi_conv2d_shape *s, const float *x, pi_index x_ns,
-                            pi_index x_cs, pi_index x_hs, pi_index x_ws, const float *w,
-                            const float *bias, const float *r, int act, int clip,
-                            float clip_lo, float clip_hi, float *y, void *ws,
-                            pi_index ws_bytes);
-int pi_f64_conv2d_depthwise(const pi_conv2d_shape *s, const double *x, pi_index x_ns,
-                            pi_index x_cs, pi_index x_hs, pi_index x_ws, const double *w,
-                            const double *bias, const double *r, int act, int clip,
-                            double clip_lo, double clip_hi, double *y, void *ws,
-                            pi_index ws_bytes);
+/* ---- convolution (csrc/pi_conv*.c) --------------------------------------- */
 
 /* ---- Winograd 3x3 convolution (csrc/pi_winograd.c) ----------------------- */
 /* y = clip(act(conv3x3(x, w) + bias + r)) for NCHW float32 x (n, c, h, w),
@@ -218,82 +168,6 @@ int pi_f32_winograd_conv3x3(int tile, pi_index n, pi_index c, pi_index h, pi_ind
                             void *ws, pi_index ws_bytes);
 
 /* ---- pooling, batch norm, pad, resize (csrc/pi_pool.c) ------------------- */
-/* 2-d pooling over the planes of an NCHW array: plane p = (i, j) of x starts at
- * (char *)x + i*x_ns + j*x_cs and holds h rows x_hs bytes apart, each of w
- * contiguous values; y likewise (oh x ow).  Window (r, o) covers rows
- * r*sh - pad_top + a*dh (a < kh) and columns o*sw - pad_left + b*dw (b < kw);
- * taps outside the input are skipped.  max: a window with no input element
- * gives -inf; NaN propagates.  avg (no dilation: dh = dw = 1): the divisor counts the taps
- * inside [-pad_top, h+pad_bottom) x [-pad_left, w+pad_right) when
- * count_include_pad, else inside the input.  ws: a workspace of at least
- * pi_pool2d_workspace_bytes(sizeof(T), w, ow, kw, sw, dw, pad_left, pad_right,
- * threads) bytes; the kernel uses at most as many threads as it has slots for. */
-pi_index pi_pool2d_workspace_bytes(int elem_size, pi_index w, pi_index ow, pi_index kw,
-                                   pi_index sw, pi_index dw, pi_index pad_left,
-                                   pi_index pad_right, int threads);
-int pi_f32_max_pool2d(pi_index n, pi_index c, pi_index h, pi_index w, const float *x,
-                      pi_index x_ns, pi_index x_cs, pi_index x_hs, pi_index kh, pi_index kw,
-                      pi_index sh, pi_index sw, pi_index dh, pi_index dw, pi_index pad_top,
-                      pi_index pad_left, pi_index pad_bottom, pi_index pad_right,
-                      pi_index oh, pi_index ow, float *y, pi_index y_ns,
-                      pi_index y_cs, pi_index y_hs, void *ws, pi_index ws_bytes);
-int pi_f64_max_pool2d(pi_index n, pi_index c, pi_index h, pi_index w, const double *x,
-                      pi_index x_ns, pi_index x_cs, pi_index x_hs, pi_index kh, pi_index kw,
-                      pi_index sh, pi_index sw, pi_index dh, pi_index dw, pi_index pad_top,
-                      pi_index pad_left, pi_index pad_bottom, pi_index pad_right,
-                      pi_index oh, pi_index ow, double *y, pi_index y_ns,
-                      pi_index y_cs, pi_index y_hs, void *ws, pi_index ws_bytes);
-int pi_f32_avg_pool2d(pi_index n, pi_index c, pi_index h, pi_index w, const float *x,
-                      pi_index x_ns, pi_index x_cs, pi_index x_hs, pi_index kh, pi_index kw,
-                      pi_index sh, pi_index sw, pi_index pad_top,
-                      pi_index pad_left, pi_index pad_bottom, pi_index pad_right,
-                      int count_include_pad, pi_index oh, pi_index ow, float *y, pi_index y_ns,
-                      pi_index y_cs, pi_index y_hs, void *ws, pi_index ws_bytes);
-int pi_f64_avg_pool2d(pi_index n, pi_index c, pi_index h, pi_index w, const double *x,
-                      pi_index x_ns, pi_index x_cs, pi_index x_hs, pi_index kh, pi_index kw,
-                      pi_index sh, pi_index sw, pi_index pad_top,
-                      pi_index pad_left, pi_index pad_bottom, pi_index pad_right,
-                      int count_include_pad, pi_index oh, pi_index ow, double *y, pi_index y_ns,
-                      pi_index y_cs, pi_index y_hs, void *ws, pi_index ws_bytes);
-/* Global pooling: y[i, j] = mean (or max, NaN propagating) of the hw
- * contiguous values of plane (i, j); planes addressed as above. */
-int pi_f32_global_avg_pool(pi_index n, pi_index c, pi_index hw, const float *x, pi_index x_ns,
-                           pi_index x_cs, float *y, pi_index y_ns, pi_index y_cs);
-int pi_f64_global_avg_pool(pi_index n, pi_index c, pi_index hw, const double *x, pi_index x_ns,
-                           pi_index x_cs, double *y, pi_index y_ns, pi_index y_cs);
-int pi_f32_global_max_pool(pi_index n, pi_index c, pi_index hw, const float *x, pi_index x_ns,
-                           pi_index x_cs, float *y, pi_index y_ns, pi_index y_cs);
-int pi_f64_global_max_pool(pi_index n, pi_index c, pi_index hw, const double *x, pi_index x_ns,
-                           pi_index x_cs, double *y, pi_index y_ns, pi_index y_cs);
-/* Batch norm with folded parameters: y = x * scale[j] + shift[j] over the
- * `inner` contiguous values of plane (i, j); y may equal x. */
-int pi_f32_channel_affine(pi_index n, pi_index c, pi_index inner, const float *x, pi_index x_ns,
-                          pi_index x_cs, const float *scale, const float *shift, float *y,
-                          pi_index y_ns, pi_index y_cs);
-int pi_f64_channel_affine(pi_index n, pi_index c, pi_index inner, const double *x, pi_index x_ns,
-                          pi_index x_cs, const double *scale, const double *shift, double *y,
-                          pi_index y_ns, pi_index y_cs);
-/* Resize of the last two axes by source tables (rows ih[oh], columns iw[ow],
- * all in range): nearest y[r][o] = x[ih[r]][iw[o]]; linear blends rows h0/h1
- * with weight lh[r] on h1 and columns w0/w1 with weight lw[o] on w1. */
-int pi_f32_resize_nearest(pi_index n, pi_index c, const float *x, pi_index x_ns, pi_index x_cs,
-                          pi_index x_hs, pi_index oh, pi_index ow, const pi_index *ih,
-                          const pi_index *iw, float *y, pi_index y_ns, pi_index y_cs,
-                          pi_index y_hs);
-int pi_f64_resize_nearest(pi_index n, pi_index c, const double *x, pi_index x_ns, pi_index x_cs,
-                          pi_index x_hs, pi_index oh, pi_index ow, const pi_index *ih,
-                          const pi_index *iw, double *y, pi_index y_ns, pi_index y_cs,
-                          pi_index y_hs);
-int pi_f32_resize_linear(pi_index n, pi_index c, const float *x, pi_index x_ns, pi_index x_cs,
-                         pi_index x_hs, pi_index oh, pi_index ow, const pi_index *h0,
-                         const pi_index *h1, const float *lh, const pi_index *w0,
-                         const pi_index *w1, const float *lw, float *y, pi_index y_ns,
-                         pi_index y_cs, pi_index y_hs);
-int pi_f64_resize_linear(pi_index n, pi_index c, const double *x, pi_index x_ns, pi_index x_cs,
-                         pi_index x_hs, pi_index oh, pi_index ow, const pi_index *h0,
-                         const pi_index *h1, const double *lh, const pi_index *w0,
-                         const pi_index *w1, const double *lw, double *y, pi_index y_ns,
-                         pi_index y_cs, pi_index y_hs);
 
 /* ---- int8 GEMM, quantize / dequantize (csrc/pi_qgemm*.c) ----------------- */
 /* C = epilogue((A - a_zero) @ (B - b_zero)) with A u8 (m x k, any byte
