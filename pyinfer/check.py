@@ -182,6 +182,24 @@ def _onnx_values(proto, feeds) -> tuple:
     return values, producers
 
 
+def _onnx_name_map(proto, g) -> dict:
+    """ONNX tensor name -> pyinfer Value: the graph outputs by name, and the
+    outputs of the one pyinfer node named like the ONNX node that made them
+    (converters name their node after the ONNX node; an ONNX node that became
+    several pyinfer nodes, or none, is not compared)."""
+    by_name, nodes_named = {}, {}
+    for node in g.nodes:
+        nodes_named.setdefault(node.name, []).append(node)
+    for onnx_node in proto.graph.node:
+        match = nodes_named.get(onnx_node.name, [])
+        if len(match) == 1 and len(match[0].outputs) == len(onnx_node.output):
+            for name, v in zip(onnx_node.output, match[0].outputs):
+                by_name[name] = v
+    for v in g.outputs:
+        by_name[v.output_name or v.name] = v
+    return by_name
+
+
 def _node_graph(node, env):
     """``node`` alone in a graph: its non-constant inputs become graph inputs with
     the concrete shapes of the reference values in ``env``."""
@@ -262,11 +280,7 @@ def check(model, inputs=None, *, backend: str = "auto", reference: Optional[str]
     if reference == "onnx" and "import" in stages:
         t0 = time.perf_counter()
         onnx_vals, producers = _onnx_values(proto, inputs)
-        by_name = {}
-        for v in list(env) + list(g.outputs):
-            by_name.setdefault(v.name, v)
-            if v.output_name:
-                by_name.setdefault(v.output_name, v)
+        by_name = _onnx_name_map(proto, g)
         n = 0
         for node in proto.graph.node:
             for name in node.output:
