@@ -56,6 +56,35 @@ ffibuilder.set_source(
     extra_link_args=_link_args(),
 )
 
+# The same kernels as a plain C shared library with no Python inside, for C hosts
+# (pyinfer.get_library_dir(), examples/c/).  It links the very object files compiled
+# for pyinfer._native, so a kernel called from C is the same machine code as from Python.
+KERNELS_LIBRARY = os.path.join("pyinfer", "lib", "libpyinfer_kernels.so")
+
+
+def link_kernels_library(cmd) -> None:
+    """Link KERNELS_LIBRARY under ``cmd.build_lib`` (and beside the sources when
+    building in place) from the csrc/ objects of ``cmd`` (a finished build_ext)."""
+    if sys.platform == "win32":
+        return
+    from setuptools.modified import newer, newer_group
+    ext = next(e for e in cmd.extensions if e.name == "pyinfer._native")
+    sources = _sources()
+    objects = cmd.compiler.object_filenames(sources, output_dir=cmd.build_temp)
+    stale = [s for s, o in zip(sources, objects) if cmd.force or newer(s, o)]
+    if stale:  # e.g. _native was up to date but build/ was removed
+        cmd.compiler.compile(stale, output_dir=cmd.build_temp, include_dirs=ext.include_dirs,
+                             extra_postargs=ext.extra_compile_args)
+    target = os.path.join(cmd.build_lib, KERNELS_LIBRARY)
+    if cmd.force or newer_group(objects, target):
+        cmd.mkpath(os.path.dirname(target))
+        cmd.compiler.link_shared_object(
+            objects, target, extra_postargs=_link_args() + ["-Wl,-soname,libpyinfer_kernels.so"])
+    if cmd.inplace or getattr(cmd, "editable_mode", False):
+        cmd.mkpath(os.path.join(HERE, "pyinfer", "lib"))
+        cmd.copy_file(target, os.path.join(HERE, KERNELS_LIBRARY))
+
+
 if __name__ == "__main__":
     # Development build: compile the extension beside the sources (pyinfer/_native*.so).
     import subprocess

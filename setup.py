@@ -6,9 +6,13 @@ carry ``__attribute__((target(...)))`` and are picked at run time
 (csrc/pi_dispatch.c), so what is built never depends on ``-march=native``.
 """
 import os
+import sys
 
 from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from build_native import link_kernels_library  # noqa: E402
 
 
 class ParallelBuildExt(build_ext):
@@ -18,6 +22,10 @@ class ParallelBuildExt(build_ext):
         super().finalize_options()
         if not self.parallel:
             self.parallel = os.cpu_count() or 1
+
+    def run(self):
+        super().run()
+        link_kernels_library(self)  # libpyinfer_kernels.so for C hosts
 
 
 # Every package under pyinfer/, plus kernels/ installed as pyinfer.kernels (found,
