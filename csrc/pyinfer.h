@@ -168,6 +168,82 @@ int pi_f32_winograd_conv3x3(int tile, pi_index n, pi_index c, pi_index h, pi_ind
                             void *ws, pi_index ws_bytes);
 
 /* ---- pooling, batch norm, pad, resize (csrc/pi_pool.c) ------------------- */
+/* 2-d pooling over the planes of an NCHW array: plane p = (i, j) of x starts at
+ * (char *)x + i*x_ns + j*x_cs and holds h rows x_hs bytes apart, each of w
+ * contiguous values; y likewise (oh x ow).  Window (r, o) covers rows
+ * r*sh - pad_top + a*dh (a < kh) and columns o*sw - pad_left + b*dw (b < kw);
+ * taps outside the input are skipped.  max: a window with no input element
+ * gives -inf; NaN propagates.  avg (no dilation: dh = dw = 1): the divisor counts the taps
+ * inside [-pad_top, h+pad_bottom) x [-pad_left, w+pad_right) when
+ * count_include_pad, else inside the input.  ws: a workspace of at least
+ * pi_pool2d_workspace_bytes(sizeof(T), w, ow, kw, sw, dw, pad_left, pad_right,
+ * threads) bytes; the kernel uses at most as many threads as it has slots for. */
+pi_index pi_pool2d_workspace_bytes(int elem_size, pi_index w, pi_index ow, pi_index kw,
+                                   pi_index sw, pi_index dw, pi_index pad_left,
+                                   pi_index pad_right, int threads);
+int pi_f32_max_pool2d(pi_index n, pi_index c, pi_index h, pi_index w, const float *x,
+                      pi_index x_ns, pi_index x_cs, pi_index x_hs, pi_index kh, pi_index kw,
+                      pi_index sh, pi_index sw, pi_index dh, pi_index dw, pi_index pad_top,
+                      pi_index pad_left, pi_index pad_bottom, pi_index pad_right,
+                      pi_index oh, pi_index ow, float *y, pi_index y_ns,
+                      pi_index y_cs, pi_index y_hs, void *ws, pi_index ws_bytes);
+int pi_f64_max_pool2d(pi_index n, pi_index c, pi_index h, pi_index w, const double *x,
+                      pi_index x_ns, pi_index x_cs, pi_index x_hs, pi_index kh, pi_index kw,
+                      pi_index sh, pi_index sw, pi_index dh, pi_index dw, pi_index pad_top,
+                      pi_index pad_left, pi_index pad_bottom, pi_index pad_right,
+                      pi_index oh, pi_index ow, double *y, pi_index y_ns,
+                      pi_index y_cs, pi_index y_hs, void *ws, pi_index ws_bytes);
+int pi_f32_avg_pool2d(pi_index n, pi_index c, pi_index h, pi_index w, const float *x,
+                      pi_index x_ns, pi_index x_cs, pi_index x_hs, pi_index kh, pi_index kw,
+                      pi_index sh, pi_index sw, pi_index pad_top,
+                      pi_index pad_left, pi_index pad_bottom, pi_index pad_right,
+                      int count_include_pad, pi_index oh, pi_index ow, float *y, pi_index y_ns,
+                      pi_index y_cs, pi_index y_hs, void *ws, pi_index ws_bytes);
+int pi_f64_avg_pool2d(pi_index n, pi_index c, pi_index h, pi_index w, const double *x,
+                      pi_index x_ns, pi_index x_cs, pi_index x_hs, pi_index kh, pi_index kw,
+                      pi_index sh, pi_index sw, pi_index pad_top,
+                      pi_index pad_left, pi_index pad_bottom, pi_index pad_right,
+                      int count_include_pad, pi_index oh, pi_index ow, double *y, pi_index y_ns,
+                      pi_index y_cs, pi_index y_hs, void *ws, pi_index ws_bytes);
+/* Global pooling: y[i, j] = mean (or max, NaN propagating) of the hw
+ * contiguous values of plane (i, j); planes addressed as above. */
+int pi_f32_global_avg_pool(pi_index n, pi_index c, pi_index hw, const float *x, pi_index x_ns,
+                           pi_index x_cs, float *y, pi_index y_ns, pi_index y_cs);
+int pi_f64_global_avg_pool(pi_index n, pi_index c, pi_index hw, const double *x, pi_index x_ns,
+                           pi_index x_cs, double *y, pi_index y_ns, pi_index y_cs);
+int pi_f32_global_max_pool(pi_index n, pi_index c, pi_index hw, const float *x, pi_index x_ns,
+                           pi_index x_cs, float *y, pi_index y_ns, pi_index y_cs);
+int pi_f64_global_max_pool(pi_index n, pi_index c, pi_index hw, const double *x, pi_index x_ns,
+                           pi_index x_cs, double *y, pi_index y_ns, pi_index y_cs);
+/* Batch norm with folded parameters: y = x * scale[j] + shift[j] over the
+ * `inner` contiguous values of plane (i, j); y may equal x. */
+int pi_f32_channel_affine(pi_index n, pi_index c, pi_index inner, const float *x, pi_index x_ns,
+                          pi_index x_cs, const float *scale, const float *shift, float *y,
+                          pi_index y_ns, pi_index y_cs);
+int pi_f64_channel_affine(pi_index n, pi_index c, pi_index inner, const double *x, pi_index x_ns,
+                          pi_index x_cs, const double *scale, const double *shift, double *y,
+                          pi_index y_ns, pi_index y_cs);
+/* Resize of the last two axes by source tables (rows ih[oh], columns iw[ow],
+ * all in range): nearest y[r][o] = x[ih[r]][iw[o]]; linear blends rows h0/h1
+ * with weight lh[r] on h1 and columns w0/w1 with weight lw[o] on w1. */
+int pi_f32_resize_nearest(pi_index n, pi_index c, const float *x, pi_index x_ns, pi_index x_cs,
+                          pi_index x_hs, pi_index oh, pi_index ow, const pi_index *ih,
+                          const pi_index *iw, float *y, pi_index y_ns, pi_index y_cs,
+                          pi_index y_hs);
+int pi_f64_resize_nearest(pi_index n, pi_index c, const double *x, pi_index x_ns, pi_index x_cs,
+                          pi_index x_hs, pi_index oh, pi_index ow, const pi_index *ih,
+                          const pi_index *iw, double *y, pi_index y_ns, pi_index y_cs,
+                          pi_index y_hs);
+int pi_f32_resize_linear(pi_index n, pi_index c, const float *x, pi_index x_ns, pi_index x_cs,
+                         pi_index x_hs, pi_index oh, pi_index ow, const pi_index *h0,
+                         const pi_index *h1, const float *lh, const pi_index *w0,
+                         const pi_index *w1, const float *lw, float *y, pi_index y_ns,
+                         pi_index y_cs, pi_index y_hs);
+int pi_f64_resize_linear(pi_index n, pi_index c, const double *x, pi_index x_ns, pi_index x_cs,
+                         pi_index x_hs, pi_index oh, pi_index ow, const pi_index *h0,
+                         const pi_index *h1, const double *lh, const pi_index *w0,
+                         const pi_index *w1, const double *lw, double *y, pi_index y_ns,
+                         pi_index y_cs, pi_index y_hs);
 
 /* ---- int8 GEMM, quantize / dequantize (csrc/pi_qgemm*.c) ----------------- */
 /* C = epilogue((A - a_zero) @ (B - b_zero)) with A u8 (m x k, any byte

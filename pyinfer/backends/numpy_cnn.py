@@ -92,6 +92,14 @@ def channel_affine(x, scale, shift, *, out):
     out[...] = np.asarray(x, np.float64) * _per_channel(scale, nd) + _per_channel(shift, nd)
 
 
+def fold_batch_norm(scale, bias, mean, var, eps, dtype):
+    """(a, b) with ``batch_norm(x) == x * a + b`` per channel, formed in float64
+    and rounded once to ``dtype`` (the graph does this at plan time)."""
+    a = np.asarray(scale, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
+    b = np.asarray(bias, np.float64) - np.asarray(mean, np.float64) * a
+    return np.ascontiguousarray(a.astype(dtype)), np.ascontiguousarray(b.astype(dtype))
+
+
 def lrn(x, *, size, alpha, beta, bias, out):
     """ONNX LRN: x / (bias + alpha/size * sum of x^2 over channels
     [c - floor((size-1)/2), c + ceil((size-1)/2)]) ** beta."""

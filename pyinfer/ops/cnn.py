@@ -19,7 +19,7 @@ import numbers
 import numpy as np
 
 from ..backends import numpy_cnn  # noqa: F401  (registers the reference kernels)
-from ..backends.numpy_cnn import COORDINATE_MODES, NEAREST_MODES
+from ..backends.numpy_cnn import COORDINATE_MODES, NEAREST_MODES, fold_batch_norm  # noqa: F401
 from ..errors import ShapeError, UnsupportedError, shape_error
 from ._args import as_float_array, check_eps, normalize_axis
 from ._dispatch import run
@@ -219,14 +219,6 @@ def batch_norm(x, scale, bias, mean, var, eps=1e-5, out=None, backend=None) -> n
               for p, n in ((scale, "scale"), (bias, "bias"), (mean, "mean"), (var, "var"))]
     eps = check_eps(eps, op)
     return run(op, backend, (x, *params), {"eps": eps}, out, x.shape, x.dtype, alias_ok=True)
-
-
-def fold_batch_norm(scale, bias, mean, var, eps, dtype):
-    """(a, b) with ``batch_norm(x) == x * a + b`` per channel, formed in float64
-    and rounded once to ``dtype`` (the graph does this at plan time)."""
-    a = np.asarray(scale, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
-    b = np.asarray(bias, np.float64) - np.asarray(mean, np.float64) * a
-    return np.ascontiguousarray(a.astype(dtype)), np.ascontiguousarray(b.astype(dtype))
 
 
 def lrn(x, size, alpha=1e-4, beta=0.75, bias=1.0, out=None, backend=None) -> np.ndarray:
