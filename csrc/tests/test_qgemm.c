@@ -1,0 +1,182 @@
+/* Standalone differential test of the int8 kernels (no Python).
+ *
+ * For every u8 x s8 micro-kernel this CPU runs (pi_u8s8_gemm_ukernel_runs):
+ * m, n, k equal to / below / above MR, NR, KU and a multi-block size, 1 and
+ * primes; strided and transposed A, strided C; per-column B zero points; all
+ * three outputs (s32, f32 with bias and relu, u8 requantized).  The reference
+ * is a naive loop in 64-bit integers with the same float32 epilogue, so every
+ * result must match bit for bit.  Outputs are poisoned first.  Also quantize
+ * (round half to even, saturation) and dequantize on fixed cases.
+ * Prints "N passed, N failed"; exits 1 on any failure.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pyinfer.h"
+
+static int passed, failed;
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+
+static unsigned rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (unsigned)(rng >> 32);
+}
+
+static void expect(int ok, const char *what, int uk, long m, long n, long k, int kind)
+{
+    if (ok) {
+        passed++;
+    } else {
+        failed++;
+        if (failed < 20)
+            fprintf(stderr, "FAIL %s: ukernel %d m=%ld n=%ld k=%ld kind=%d\n", what, uk, m, n, k,
+                    kind);
+    }
+}
+
+static int quant_ref(float x, float s, int z, int lo, int hi)
+{
+    float q = x / s;
+    q = q > -1073741824.0f ? q : -1073741824.0f;
+    q = q < 1073741824.0f ? q : 1073741824.0f;
+    int v = (int)rintf(q) + z;
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+static void one(int uk, long m, long n, long k, int transposed_a, int kind)
+{
+    const long lda = transposed_a ? m + 3 : k + 5; /* padded leading dims */
+    unsigned char *a = malloc((size_t)(lda * (transposed_a ? k : m) + 1));
+    signed char *b = malloc((size_t)(k * n + 1));
+    int *bz = malloc(sizeof(int) * (size_t)n);
+    float *scale = malloc(sizeof(float) * (size_t)n), *bias = malloc(sizeof(float) * (size_t)n);
+    for (long x = 0; x < lda * (transposed_a ? k : m); x++) a[x] = (unsigned char)rnd();
+    for (long x = 0; x < k * n; x++) b[x] = (signed char)rnd();
+    for (long j = 0; j < n; j++) {
+        bz[j] = (int)(rnd() % 256) - 128;
+        scale[j] = (float)(rnd() % 1000 + 1) * 1e-5f;
+        bias[j] = (float)((int)(rnd() % 2001) - 1000) * 1e-3f;
+    }
+    const int az = (int)(rnd() % 256);
+    const pi_index a_rs = transposed_a ? 1 : lda, a_cs = transposed_a ? lda : 1;
+    pi_index pb = pi_u8s8_packed_b_bytes(uk, k, n);
+    void *packed = aligned_alloc(64, (size_t)((pb + 63) / 64 * 64));
+    int st = pi_u8s8_pack_b(uk, k, n, b, n, 1, bz, packed, pb);
+    expect(st == PI_OK && pi_u8s8_packed_b_ukernel(packed) == uk, "pack", uk, m, n, k, kind);
+    pi_index wsb = pi_u8s8_gemm_workspace_bytes(packed, m);
+    void *ws = aligned_alloc(64, (size_t)((wsb + 64) / 64 * 64));
+    const int es = kind == PI_QOUT_U8 ? 1 : 4;
+    const long ldc = n + 2; /* strided rows: the padding must stay untouched */
+    unsigned char *c = malloc((size_t)(m * ldc * es));
+    memset(c, 0xA5, (size_t)(m * ldc * es));
+    const float out_scale = 0.37f;
+    const int out_zero = 17;
+    st = pi_u8s8_gemm(m, n, k, a, a_rs, a_cs, az, packed, kind, scale,
+                      kind == PI_QOUT_S32 ? NULL : bias, kind == PI_QOUT_S32 ? PI_ACT_NONE : PI_ACT_RELU,
+                      out_scale, out_zero, c, ldc * es, es, ws, wsb);
+    expect(st == PI_OK, "status", uk, m, n, k, kind);
+    int ok = 1;
+    for (long i = 0; i < m && ok; i++) {
+        for (long j = 0; j < n; j++) {
+            long long acc = 0;
+            for (long p = 0; p < k; p++)
+                acc += ((long long)a[i * a_rs + p * a_cs] - az) * ((long long)b[p * n + j] - bz[j]);
+            const unsigned char *cp = c + (i * ldc + j) * es;
+            if (kind == PI_QOUT_S32) {
+                int got;
+                memcpy(&got, cp, 4);
+                ok &= got == (int)acc;
+            } else {
+                volatile float f = (float)(int)acc * scale[j];
+                f = f + bias[j];
+                f = f > 0.0f ? f : 0.0f;
+                if (kind == PI_QOUT_F32) {
+                    float got;
+                    memcpy(&got, cp, 4);
+                    ok &= memcmp(&got, (const void *)&f, 4) == 0;
+                } else {
+                    ok &= *cp == (unsigned char)quant_ref(f, out_scale, out_zero, 0, 255);
+                }
+            }
+        }
+        for (long x = n * es; x < ldc * es; x++) ok &= c[i * ldc * es + x] == 0xA5;
+    }
+    expect(ok, "values", uk, m, n, k, kind);
+    free(a); free(b); free(bz); free(scale); free(bias); free(packed); free(ws); free(c);
+}
+
+static void test_quantize(void)
+{
+    const float x[12] = {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f, 300.0f, -300.0f, 3.49f, 127.5f,
+                         -128.5f, 0.0f};
+    const int want_u8[12] = {0, 2, 2, 0, 0, 0, 255, 0, 3, 128, 0, 0};
+    const int want_s8[12] = {0, 2, 2, 0, -2, -2, 127, -128, 3, 127, -128, 0};
+    unsigned char yu[12];
+    signed char ys[12];
+    float s = 1.0f;
+    int z = 0;
+    pi_f32_quantize(1, 1, 12, x, &s, &z, 0, yu);
+    pi_f32_quantize(1, 1, 12, x, &s, NULL, 1, ys);
+    int ok = 1;
+    for (int i = 0; i < 12; i++) ok &= yu[i] == want_u8[i] && ys[i] == want_s8[i];
+    expect(ok, "quantize ties/saturation", -1, 12, 0, 0, 0);
+    /* per-channel on a (2, 3, 5) array vs the scalar rule, long enough for vector tails */
+    float xs[30], sc[3] = {0.1f, 0.25f, 2.0f};
+    int zp[3] = {3, 128, 250};
+    unsigned char y[30];
+    for (int i = 0; i < 30; i++) xs[i] = (float)((int)(rnd() % 2001) - 1000) * 0.05f;
+    pi_f32_quantize(2, 3, 5, xs, sc, zp, 0, y);
+    ok = 1;
+    for (int i = 0; i < 30; i++) {
+        int ch = (i / 5) % 3;
+        ok &= y[i] == quant_ref(xs[i], sc[ch], zp[ch], 0, 255);
+    }
+    expect(ok, "quantize per-channel", -1, 30, 0, 0, 0);
+    float d[30];
+    pi_dequantize_f32(0, 2, 3, 5, y, sc, zp, d);
+    ok = 1;
+    for (int i = 0; i < 30; i++) {
+        int ch = (i / 5) % 3;
+        ok &= d[i] == (float)((int)y[i] - zp[ch]) * sc[ch];
+    }
+    expect(ok, "dequantize per-channel", -1, 30, 0, 0, 0);
+    float lo, hi;
+    pi_f32_minmax(30, xs, &lo, &hi);
+    float l = xs[0], h = xs[0];
+    for (int i = 1; i < 30; i++) { l = xs[i] < l ? xs[i] : l; h = xs[i] > h ? xs[i] : h; }
+    expect(lo == l && hi == h, "minmax", -1, 30, 0, 0, 0);
+}
+
+int main(void)
+{
+    for (int uk = 0;; uk++) {
+        int isa, mr, nr, ku, es;
+        const char *name;
+        if (pi_u8s8_gemm_ukernel_info(uk, &isa, &mr, &nr, &ku, &es, &name) != PI_OK)
+            break;
+        if (!pi_u8s8_gemm_ukernel_runs(uk)) {
+            printf("skip %s (this CPU cannot run it)\n", name);
+            continue;
+        }
+        const long ms[] = {1, mr - 1 > 0 ? mr - 1 : 1, mr, mr + 1, 2 * mr + 3, 101};
+        const long ns[] = {1, nr - 1, nr, nr + 1, 3 * nr + 5};
+        const long ks[] = {1, 2, ku + 1, 13, 67};
+        for (int kind = PI_QOUT_S32; kind <= PI_QOUT_U8; kind++)
+            for (int t = 0; t < 2; t++)
+                for (size_t im = 0; im < sizeof ms / sizeof *ms; im++)
+                    for (size_t in = 0; in < sizeof ns / sizeof *ns; in++)
+                        for (size_t ik = 0; ik < sizeof ks / sizeof *ks; ik++)
+                            one(uk, ms[im], ns[in], ks[ik], t, kind);
+        one(uk, 300, 70, 600, 0, PI_QOUT_U8); /* several A blocks, both threads */
+        printf("%s checked\n", name);
+    }
+    test_quantize();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
