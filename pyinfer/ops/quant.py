@@ -43,7 +43,7 @@ def _float32(x, name: str, op: str) -> np.ndarray:
     arr = _array(x, name, op)
     if arr.dtype.kind != "f" or arr.dtype.itemsize not in (4, 8):
         raise dtype_error(name, "float32 or float64", arr.dtype, op)
-    return np.ascontiguousarray(arr, F32)
+    return np.asarray(arr, F32, order="C")  # keeps 0-d (ascontiguousarray would not)
 
 
 def _int_array(x, name: str, op: str, dtypes) -> np.ndarray:
@@ -67,7 +67,7 @@ def _params(scale, zero, x_shape, axis, op, zero_dtypes, scale_name, zero_name):
         z = _int_array(zero, zero_name, op, zero_dtypes)
         if z.shape != s.shape:
             raise shape_error(zero_name, f"the shape of '{scale_name}' {s.shape}", z.shape, op)
-    if s.ndim == 0 or (s.ndim == 1 and s.size == 1 and len(x_shape) == 0):
+    if s.size == 1:  # per-tensor (a 1-element per-axis scale is the same thing)
         n = int(np.prod(x_shape, dtype=np.int64))
         return s.reshape(1), None if z is None else z.astype(np.int32).reshape(1), 1, 1, n
     ax = normalize_axis(axis, len(x_shape), op)

@@ -1,0 +1,300 @@
+"""The int8 family: quantize / dequantize against ONNX's semantics (the ONNX
+reference evaluator), and the u8 x s8 GEMM bit for bit against the NumPy
+integer reference (pyinfer/backends/numpy_quant.py) on every micro-kernel this
+CPU runs, at tile edges, size 1, primes and hypothesis shapes, with outputs
+poisoned first.
+
+Exactness is the tolerance here, not a loosening: the kernels accumulate in
+int32 exactly, and the float epilogue does the reference's float32 operations
+in the same order (convert, multiply by the scale, add the bias; divide,
+round half to even, add the zero point, saturate).  Only the transcendental
+activations (gelu, silu, ...) are compared with a tolerance: their vectorized
+approximations are within 7 ulp (csrc/pi_vmath.h), so rtol 1e-5.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import pyinfer
+from pyinfer import ops
+from pyinfer.backends import _native, numpy_quant as nq
+
+c_quant = pytest.importorskip("pyinfer.backends.c_quant") if _native.lib is not None else None
+if c_quant is None:  # the C extension is a hard requirement of this suite
+    raise RuntimeError("pyinfer._native is not built; run python build_native.py")
+
+UK = [u for u in c_quant.ukernels()]
+RUNNABLE = [u for u in UK if c_quant.runs(u.index)]
+PRIMES = [2, 3, 5, 7, 11, 13, 17, 31, 37, 61, 67, 97]
+
+
+@pytest.fixture(params=RUNNABLE, ids=lambda u: u.name)
+def ukernel(request):
+    c_quant.force_ukernel(request.param.index)
+    try:
+        yield request.param
+    finally:
+        c_quant.force_ukernel(None)
+
+
+def _case(rng, m, k, n, per_channel=True):
+    a = rng.integers(0, 256, (m, k), dtype=np.uint8)
+    b = rng.integers(-128, 128, (k, n), dtype=np.int8)
+    bz = rng.integers(-128, 128, n).astype(np.int8) if per_channel else np.int8(rng.integers(-128, 128))
+    bs = (rng.random(n) * 1e-2 + 1e-4).astype(np.float32) if per_channel else np.float32(3e-3)
+    bias = rng.standard_normal(n).astype(np.float32)
+    az = np.uint8(rng.integers(0, 256))
+    return a, b, az, bz, np.float32(0.02), bs, bias
+
+
+def _run_all_outputs(a, b, az, bz, sa, sb, bias, act="relu"):
+    """float and u8 results from the C kernel (outputs poisoned: NaN for float,
+    two different fills for u8 so an unwritten element fails one of them) and
+    the NumPy reference; asserts equality bit for bit."""
+    m, n = a.shape[0], b.shape[1]
+    w = ops.qweight(b, bz)
+    out = np.full((m, n), np.nan, np.float32)
+    ops.qgemm(a, w, az, None, sa, sb, bias=bias, activation=act, out=out, backend="c")
+    ref = ops.qgemm(a, b, az, bz, sa, sb, bias=bias, activation=act, backend="numpy")
+    np.testing.assert_array_equal(out, ref)
+    uref = ops.qgemm(a, b, az, bz, sa, sb, bias=bias, activation=act, out_scale=0.05,
+                     out_zero=7, backend="numpy")
+    for fill in (0, 255):
+        u = np.full((m, n), fill, np.uint8)
+        ops.qgemm(a, w, az, None, sa, sb, bias=bias, activation=act, out_scale=0.05, out_zero=7,
+                  out=u, backend="c")
+        np.testing.assert_array_equal(u, uref)
+    s32 = np.full((m, n), -12345, np.int32)
+    bzv = np.broadcast_to(np.asarray(bz, np.int64), (n,))
+    c_quant.qgemm(a, w, int(az), None, None, activation=None, out_scale=None, out_zero=None,
+                  out=s32)
+    exact = (a.astype(np.int64) - int(az)) @ (b.astype(np.int64) - bzv)
+    np.testing.assert_array_equal(s32, exact)
+
+
+def _edges(t):
+    return sorted({1, max(t - 1, 1), t, t + 1, 2 * t + 1})
+
+
+def test_list_is_consistent():
+    names = [u.name for u in UK]
+    assert len(set(names)) == len(names)
+    for u in UK:
+        assert u.mr <= 8 and u.nr <= 32 and u.ku in (2, 4) and u.es in (1, 2)
+        assert f"_{u.mr}x{u.nr}" in u.name
+    assert any(u.isa == 0 for u in RUNNABLE)  # portable always runs
+
+
+def test_tile_edges(ukernel):
+    rng = np.random.default_rng(1)
+    for m in _edges(ukernel.mr):
+        for n in _edges(ukernel.nr):
+            for k in (1, ukernel.ku - 1 or 1, ukernel.ku + 1, 37):
+                _run_all_outputs(*_case(rng, m, k, n))
+
+
+def test_many_blocks_and_threads(ukernel):
+    """Several A blocks (M above MC) and an N split over both threads."""
+    rng = np.random.default_rng(2)
+    previous = pyinfer.get_num_threads()
+    pyinfer.set_num_threads(2)
+    try:
+        _run_all_outputs(*_case(rng, 16 * ukernel.mr + 5, 700, 3 * ukernel.nr + 1))
+    finally:
+        pyinfer.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("isa", _native.isas_available(), ids=lambda i: _native.ISA_NAMES[i])
+def test_every_isa_by_dispatch(isa):
+    """What pi_isa() picks at each forced ISA level (the path real calls take)."""
+    rng = np.random.default_rng(3)
+    with _native.force_isa(isa):
+        for m, k, n in [(1, 1, 1), (5, 31, 17), (13, 61, 67)]:
+            _run_all_outputs(*_case(rng, m, k, n))
+
+
+@settings(deadline=None, max_examples=25)
+@given(m=st.one_of(st.integers(1, 40), st.sampled_from(PRIMES)),
+       k=st.one_of(st.integers(1, 70), st.sampled_from(PRIMES)),
+       n=st.one_of(st.integers(1, 70), st.sampled_from(PRIMES)),
+       per_channel=st.booleans(), layout=st.sampled_from(["c", "t", "strided"]),
+       uk=st.sampled_from([u.index for u in RUNNABLE]), seed=st.integers(0, 2**31))
+def test_hypothesis_shapes(m, k, n, per_channel, layout, uk, seed):
+    rng = np.random.default_rng(seed)
+    a, b, az, bz, sa, sb, bias = _case(rng, m, k, n, per_channel)
+    if layout == "t":  # A column-major
+        a = np.asfortranarray(a)
+    elif layout == "strided":
+        big = rng.integers(0, 256, (2 * m, 3 * k), dtype=np.uint8)
+        big[::2, ::3] = a
+        a = big[::2, ::3]
+    c_quant.force_ukernel(uk)
+    try:
+        _run_all_outputs(a, b, az, bz, sa, sb, bias if per_channel else None,
+                         act=None if seed % 2 else "relu")
+    finally:
+        c_quant.force_ukernel(None)
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_tanh", "silu", "sigmoid", "tanh"])
+def test_transcendental_epilogue(act):
+    rng = np.random.default_rng(4)
+    a, b, az, bz, sa, sb, bias = _case(rng, 9, 50, 40)
+    got = ops.qgemm(a, b, az, bz, sa, sb, bias=bias, activation=act, backend="c")
+    ref = ops.qgemm(a, b, az, bz, sa, sb, bias=bias, activation=act, backend="numpy")
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_packed_weight_follows_isa():
+    """A weight packed on one ISA is packed again when the ISA is lowered."""
+    rng = np.random.default_rng(5)
+    a, b, az, bz, sa, sb, bias = _case(rng, 7, 20, 19)
+    w = ops.qweight(b, bz)
+    first = ops.qgemm(a, w, az, None, sa, sb, bias=bias)
+    with _native.force_isa(0):
+        np.testing.assert_array_equal(ops.qgemm(a, w, az, None, sa, sb, bias=bias), first)
+    assert len(w._packed) == (2 if _native.lib.pi_isa() > 0 else 1)
+
+
+# ---- matmul_integer ---------------------------------------------------------------
+
+@pytest.mark.parametrize("adt,bdt", [(np.uint8, np.int8), (np.int8, np.int8),
+                                     (np.uint8, np.uint8), (np.int8, np.uint8)])
+def test_matmul_integer_signedness(adt, bdt):
+    rng = np.random.default_rng(6)
+    info_a, info_b = np.iinfo(adt), np.iinfo(bdt)
+    a = rng.integers(info_a.min, info_a.max + 1, (2, 6, 33), dtype=adt)
+    b = rng.integers(info_b.min, info_b.max + 1, (33, 21), dtype=bdt)
+    az = np.array(rng.integers(info_a.min, info_a.max + 1), adt)
+    bz = rng.integers(info_b.min, info_b.max + 1, 21).astype(bdt)
+    got = ops.matmul_integer(a, b, az, bz)
+    ref = (a.astype(np.int64) - int(az)) @ (b.astype(np.int64) - bz.astype(np.int64))
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_matmul_integer_batched_b_and_onnx():
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper, TensorProto
+    from onnx.reference import ReferenceEvaluator
+    rng = np.random.default_rng(7)
+    a = rng.integers(0, 256, (3, 4, 9), dtype=np.uint8)
+    b = rng.integers(-128, 128, (3, 9, 5), dtype=np.int8)
+    az, bz = np.array(12, np.uint8), np.array(-3, np.int8)
+    node = helper.make_node("MatMulInteger", ["a", "b", "az", "bz"], ["y"])
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, t, None) for n, t in
+                                        [("a", TensorProto.UINT8), ("b", TensorProto.INT8),
+                                         ("az", TensorProto.UINT8), ("bz", TensorProto.INT8)]],
+                          [helper.make_tensor_value_info("y", TensorProto.INT32, None)])
+    ref = ReferenceEvaluator(helper.make_model(g)).run(None, {"a": a, "b": b, "az": az, "bz": bz})[0]
+    np.testing.assert_array_equal(ops.matmul_integer(a, b, az, bz), ref)
+
+
+# ---- quantize / dequantize vs ONNX -------------------------------------------------------
+
+def _onnx_ref(op_type, inputs, outputs, attrs=None, **feeds):
+    pytest.importorskip("onnx")
+    from onnx import helper, numpy_helper  # noqa: F401
+    from onnx.reference import ReferenceEvaluator
+    names = list(feeds)
+    node = helper.make_node(op_type, names, outputs, **(attrs or {}))
+    g = helper.make_graph([node], "g",
+                          [helper.make_tensor_value_info(n, _tp(feeds[n].dtype), None) for n in names],
+                          [helper.make_tensor_value_info(o, 0, None) for o in outputs])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+    return ReferenceEvaluator(model).run(None, feeds)
+
+
+def _tp(dt):
+    from onnx import helper
+    return helper.np_dtype_to_tensor_dtype(np.dtype(dt))
+
+
+BACKENDS = ["numpy", "c"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_quantize_ties_and_saturation(backend):
+    x = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 300, -300, 3.49, 127.5, -128.5, 0, 254.5,
+                  255.5, 1e30, -1e30, 5.5], np.float32)
+    u = ops.quantize_linear(x, np.float32(1), backend=backend)
+    np.testing.assert_array_equal(u, [0, 2, 2, 0, 0, 0, 255, 0, 3, 128, 0, 0, 254, 255, 255, 0, 6])
+    s = ops.quantize_linear(x, np.float32(1), np.int8(0), backend=backend)
+    np.testing.assert_array_equal(s, [0, 2, 2, 0, -2, -2, 127, -128, 3, 127, -128, 0, 127, 127,
+                                      127, -128, 6])
+    assert u.dtype == np.uint8 and s.dtype == np.int8
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("zdt", [np.uint8, np.int8])
+@pytest.mark.parametrize("shape,axis", [((23,), 0), ((3, 17), 1), ((2, 5, 9), 1), ((4, 3, 2, 11), -1),
+                                        ((2, 7, 3), 0)])
+def test_quantize_dequantize_vs_onnx(backend, zdt, shape, axis):
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal(shape) * 40).astype(np.float32)
+    x.reshape(-1)[::5] = np.round(x.reshape(-1)[::5]) + 0.5  # exact ties
+    info = np.iinfo(zdt)
+    for per_axis in (False, True):
+        if per_axis:
+            c = shape[axis]
+            scale = (rng.random(c) * 0.5 + 0.05).astype(np.float32)
+            zp = rng.integers(info.min, info.max + 1, c).astype(zdt)
+        else:
+            scale, zp = np.array(0.5, np.float32), np.array(info.min + 100, zdt)
+        got = ops.quantize_linear(x, scale, zp, axis=axis, backend=backend)
+        (ref,) = _onnx_ref("QuantizeLinear", None, ["y"], {"axis": axis}, x=x, s=scale, z=zp)
+        np.testing.assert_array_equal(got, ref)
+        dq = ops.dequantize_linear(got, scale, zp, axis=axis, backend=backend)
+        (dref,) = _onnx_ref("DequantizeLinear", None, ["y"], {"axis": axis}, q=got, s=scale, z=zp)
+        np.testing.assert_array_equal(dq, dref)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dequantize_int32(backend):
+    x = np.array([-(2**31), -5, 0, 7, 2**31 - 1], np.int32)
+    got = ops.dequantize_linear(x, np.float32(0.25), backend=backend)
+    np.testing.assert_array_equal(got, x.astype(np.float64).astype(np.float32) * np.float32(0.25))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", ["normal", "positive", "negative", "zeros", "one", "long"])
+def test_dynamic_quantize_vs_onnx(backend, case):
+    rng = np.random.default_rng(9)
+    x = {"normal": rng.standard_normal((7, 13)), "positive": rng.random(31) + 1,
+         "negative": -rng.random((3, 3)) - 0.1, "zeros": np.zeros(9), "one": np.array([2.5]),
+         "long": rng.standard_normal(70001) * 3}[case].astype(np.float32)
+    y, s, z = ops.dynamic_quantize_linear(x, backend=backend)
+    if case == "zeros":  # ONNX would divide by zero: scale 1, as ONNX Runtime
+        assert s == 1 and z == 0 and not y.any()
+        return
+    ry, rs, rz = _onnx_ref("DynamicQuantizeLinear", None, ["y", "s", "z"], x=x)
+    assert s.dtype == np.float32 and z.dtype == np.uint8 and y.dtype == np.uint8
+    assert s == rs and z == rz
+    np.testing.assert_array_equal(y, ry)
+
+
+# ---- errors -------------------------------------------------------------------------
+
+def test_errors_name_the_argument():
+    a = np.zeros((2, 3), np.uint8)
+    b = np.zeros((3, 4), np.int8)
+    with pytest.raises(pyinfer.DTypeError, match="a_u8"):
+        ops.qgemm(a.astype(np.int8), b, 0, 0, 1.0, 1.0)
+    with pytest.raises(pyinfer.ShapeError, match="b_s8"):
+        ops.qgemm(a, np.zeros((4, 4), np.int8), 0, 0, 1.0, 1.0)
+    with pytest.raises(pyinfer.ShapeError, match="b_scale"):
+        ops.qgemm(a, b, 0, 0, 1.0, np.ones(3, np.float32))
+    with pytest.raises(pyinfer.ShapeError, match="a_zero"):
+        ops.qgemm(a, b, 300, 0, 1.0, 1.0)
+    with pytest.raises(pyinfer.ShapeError, match="out_scale"):
+        ops.qgemm(a, b, 0, 0, 1.0, 1.0, out_scale=0.0)
+    with pytest.raises(pyinfer.ShapeError, match="scale"):
+        ops.quantize_linear(np.zeros((2, 3), np.float32), np.ones(4, np.float32), axis=1)
+    with pytest.raises(pyinfer.DTypeError, match="x"):
+        ops.quantize_linear(np.zeros(3, np.int32), 1.0)
+    with pytest.raises(pyinfer.ShapeError, match="scale"):
+        ops.quantize_linear(np.zeros(3, np.float32), np.float32(0))
+    with pytest.raises(pyinfer.UnsupportedError, match="k = 40000"):
+        ops.matmul_integer(np.zeros((1, 40000), np.uint8), np.zeros((40000, 1), np.int8))
