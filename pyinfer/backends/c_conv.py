@@ -1,0 +1,305 @@
+"""The ``c`` backend's ``conv2d``: one registry kernel that picks a path by shape
+(docs/conv.md), and ``ConvKernel``, the same thing with its weights packed once
+(what the graph's ``lower`` builds at plan time, so ``run`` never repacks).
+
+Paths (``PATHS``; ``force_path`` pins one, for tests and benchmarks):
+
+* ``depthwise`` -- groups == C == K: csrc/pi_conv.c's plane kernel.
+* ``winograd``  -- 3x3, stride 1, dilation 1, groups 1, when the winograd helper's
+  module (pyinfer/backends/winograd.py) is present and says it supports the call.
+* ``gemm1x1``   -- 1x1, stride 1, no padding, groups 1: the packed C GEMM itself,
+  ``Y[n] = W @ X[n]`` with X[n] read in place (its rows are the channel planes);
+  bias goes in as a zero-stride residual, so bias *and* residual, or clip, send
+  the call to ``implicit`` instead.
+* ``implicit``  -- everything else: implicit GEMM over the GEMM micro-kernels,
+  im2col-packing each B block on the fly, bias packed into the weights.
+
+Kernel contract (docs/kernel-contract.md): x (N, C, H, W) any aligned strides;
+w (K, C/groups, KH, KW); bias None or (K,); residual None or an (N, K, OH, OW)
+view (may be broadcast); stride, dilation pairs >= 1; pads (top, left, bottom,
+right) >= 0; activation None, relu, gelu, gelu_tanh, silu, sigmoid, tanh or
+"clip" with ``clip = (lo, hi)``; out (N, K, OH, OW), never overlapping an input.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Optional
+
+import numpy as np
+
+from ..registry import register
+from ._native import check, ffi, lib
+from .c_gemm import ACTIVATION_CODES, _call as _gemm_call
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+PATHS = ("depthwise", "winograd", "gemm1x1", "implicit")
+PRIORITY = 20
+# Below this many multiply-adds the cffi call and packing cost more than the
+# NumPy reference's einsum over a handful of taps.
+_TINY_MACS = 2048
+
+_forced = threading.local()
+
+
+@contextlib.contextmanager
+def force_path(path: Optional[str]):
+    """Make every C conv2d in this thread take ``path`` (None: choose by shape).
+    A forced path that cannot run the call raises, so tests cannot pass by
+    silently running another path."""
+    if path is not None and path not in PATHS:
+        raise ValueError(f"force_path: unknown path {path!r}; known: {PATHS}")
+    previous = getattr(_forced, "path", None)
+    _forced.path = path
+    try:
+        yield
+    finally:
+        _forced.path = previous
+
+
+def winograd_module():
+    """The winograd helper's wrapper module, or None while it is absent (the
+    hook: conv works without it)."""
+    try:
+        from . import winograd
+    except ImportError:
+        return None
+    return winograd
+
+
+# ---- geometry and workspace ---------------------------------------------------------
+
+def out_hw(x_shape, w_shape, stride, pads, dilation):
+    h, w = x_shape[2:]
+    kh, kw = w_shape[2:]
+    oh = (h + pads[0] + pads[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (w + pads[1] + pads[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    return oh, ow
+
+
+def _shape_struct(x_shape, w_shape, stride, pads, dilation, groups):
+    n, c, h, w = x_shape
+    k, _, kh, kw = w_shape
+    oh, ow = out_hw(x_shape, w_shape, stride, pads, dilation)
+    return ffi.new("pi_conv2d_shape *", {
+        "n": n, "c": c, "h": h, "w": w, "k": k, "oh": oh, "ow": ow, "kh": kh, "kw": kw,
+        "sh": stride[0], "sw": stride[1], "dh": dilation[0], "dw": dilation[1],
+        "pad_t": pads[0], "pad_l": pads[1], "groups": groups})
+
+
+_tls = threading.local()
+
+
+def _workspace(nbytes: int):
+    """(pointer, size) of this thread's conv scratch, 64-byte aligned, grown on demand."""
+    ws = getattr(_tls, "ws", None)
+    if ws is None or ws[2] < nbytes:
+        buf = np.empty(max(int(nbytes), 1 << 16) + 64, np.uint8)
+        off = (-buf.ctypes.data) % 64
+        ws = (buf, ffi.cast("void *", buf.ctypes.data + off), buf.nbytes - off)
+        _tls.ws = ws
+    return ws[1], ws[2]
+
+
+def _ptr(x: Optional[np.ndarray]):
+    if x is None:
+        return ffi.NULL
+    return ffi.cast("float *" if x.dtype == _F32 else "double *", x.ctypes.data)
+
+
+# ---- choosing a path ------------------------------------------------------------------
+
+def path_reason(path, x_shape, w_shape, stride, pads, dilation, groups, dtype, bias,
+                residual, activation) -> Optional[str]:
+    """None if ``path`` can run this call, else why not."""
+    n, c, h, w = x_shape
+    k, cg, kh, kw = w_shape
+    if path == "depthwise":
+        if not (groups == c == k and cg == 1):
+            return "not depthwise (groups == C == K)"
+        return None
+    if path == "winograd":
+        wg = winograd_module()
+        if wg is None:
+            return "the winograd module is not built yet"
+        return wg.supports(tuple(x_shape), tuple(w_shape), tuple(stride), tuple(dilation),
+                           groups, np.dtype(dtype))
+    if path == "gemm1x1":
+        if (kh, kw) != (1, 1) or tuple(stride) != (1, 1) or any(pads) or groups != 1:
+            return "not a 1x1, stride 1, unpadded, ungrouped conv"
+        if bias is not None and residual is not None:
+            return "bias and residual together (the GEMM's bias runs along pixels)"
+        if activation == "clip":
+            return "the GEMM has no clip epilogue"
+        return None
+    if path == "implicit":
+        return None
+    return f"unknown path {path!r}"
+
+
+def choose_path(x_shape, w_shape, stride, pads, dilation, groups, dtype, bias, residual,
+                activation) -> str:
+    """The path for this call: the forced one, else the first of the preference
+    order (bench/RESULTS.md, conv section) that supports it."""
+    args = (x_shape, w_shape, stride, pads, dilation, groups, dtype, bias, residual, activation)
+    forced = getattr(_forced, "path", None)
+    if forced is not None:
+        why = path_reason(forced, *args)
+        if why is not None:
+            raise ValueError(f"conv2d: forced path '{forced}' cannot run this call: {why}")
+        return forced
+    for path in _PREFERENCE:
+        if path_reason(path, *args) is None:
+            return path
+    return "implicit"
+
+
+# Measured order (bench/test_bench_conv.py): depthwise where it applies; the
+# GEMM itself for plain 1x1; implicit GEMM otherwise.  Winograd is consulted
+# first for 3x3 stride 1 when present (see RESULTS.md for when it wins).
+_PREFERENCE = ("depthwise", "winograd", "gemm1x1", "implicit")
+
+
+# ---- the kernel with its weights prepared ------------------------------------------------
+
+class ConvKernel:
+    """A conv2d for one (x shape, weights, attributes) with everything that does
+    not depend on x done once: the path chosen and its weights packed.  Calling
+    it runs the convolution: ``kernel(x, residual, out)``."""
+
+    def __init__(self, x_shape, w, bias, *, stride, pads, dilation, groups, activation, clip,
+                 dtype, path: Optional[str] = None, has_residual: bool = False):
+        self.dtype = np.dtype(dtype)
+        self.x_shape = tuple(x_shape)
+        self.w_shape = tuple(w.shape)
+        self.stride, self.pads, self.dilation = tuple(stride), tuple(pads), tuple(dilation)
+        self.groups = groups
+        self.activation = activation
+        self.clip = clip
+        w = np.ascontiguousarray(w, self.dtype)
+        bias = None if bias is None else np.ascontiguousarray(bias, self.dtype)
+        self.w, self.bias = w, bias
+        if path is None:
+            path = choose_path(self.x_shape, self.w_shape, self.stride, self.pads,
+                               self.dilation, groups, self.dtype, bias,
+                               True if has_residual else None, activation)
+        self.path = path
+        self.shape = _shape_struct(self.x_shape, self.w_shape, self.stride, self.pads,
+                                   self.dilation, groups)
+        self.out_shape = (self.x_shape[0], self.w_shape[0]) + out_hw(
+            self.x_shape, self.w_shape, self.stride, self.pads, self.dilation)
+        self.f32 = self.dtype == _F32
+        self.act_code = 0 if activation == "clip" else ACTIVATION_CODES[activation]
+        self.clip_on = int(activation == "clip")
+        self.lo, self.hi = clip if activation == "clip" else (0.0, 0.0)
+        self.mr = None
+        if path == "implicit":
+            self._pack()
+        elif path == "gemm1x1":
+            self.w2 = w.reshape(w.shape[0], w.shape[1])
+        elif path == "winograd":
+            self.tile = 4
+            self.wt = winograd_module().transform_weights(w, self.tile)
+
+    def _pack(self):
+        """W into the micro-kernel's MR-row panels, bias as the extra K column."""
+        es = self.dtype.itemsize
+        self.mr = lib.pi_conv2d_gemm_mr(es)
+        with_bias = self.bias is not None
+        size = lib.pi_conv2d_packed_weights_size(self.shape, self.mr, with_bias)
+        self.wp = np.empty(max(size, 1), self.dtype)
+        fn = lib.pi_f32_conv2d_pack_weights if self.f32 else lib.pi_f64_conv2d_pack_weights
+        check(fn(self.shape, self.mr, _ptr(self.w), _ptr(self.bias), _ptr(self.wp)),
+              "conv2d pack")
+
+    def __call__(self, x, residual, out):
+        target = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
+        if residual is not None and not residual.flags.c_contiguous:
+            residual = np.ascontiguousarray(residual)
+        getattr(self, "_run_" + self.path)(x, residual, target)
+        if target is not out:
+            np.copyto(out, target)
+
+    def _run_implicit(self, x, residual, y):
+        es = self.dtype.itemsize
+        if lib.pi_conv2d_gemm_mr(es) != self.mr:
+            self._pack()  # the ISA was changed (tests): the tile height with it
+        with_bias = int(self.bias is not None)
+        ws, size = _workspace(lib.pi_conv2d_gemm_workspace_bytes(es, self.shape, with_bias))
+        fn = lib.pi_f32_conv2d_gemm if self.f32 else lib.pi_f64_conv2d_gemm
+        st = x.strides
+        check(fn(self.shape, self.mr, _ptr(x), st[0], st[1], st[2], st[3], _ptr(self.wp),
+                 with_bias, _ptr(residual), self.act_code, self.clip_on, self.lo, self.hi,
+                 _ptr(y), ws, size), "conv2d")
+
+    def _run_depthwise(self, x, residual, y):
+        es = self.dtype.itemsize
+        ws, size = _workspace(lib.pi_conv2d_depthwise_workspace_bytes(es, self.shape))
+        fn = lib.pi_f32_conv2d_depthwise if self.f32 else lib.pi_f64_conv2d_depthwise
+        st = x.strides
+        check(fn(self.shape, _ptr(x), st[0], st[1], st[2], st[3], _ptr(self.w),
+                 _ptr(self.bias), _ptr(residual), self.act_code, self.clip_on, self.lo,
+                 self.hi, _ptr(y), ws, size), "conv2d")
+
+    def _run_gemm1x1(self, x, residual, y):
+        n, c, h, w = x.shape
+        k, p = self.w_shape[0], h * w
+        if x.strides[2] != w * x.strides[3]:
+            x = np.ascontiguousarray(x)  # rows not one plane: the GEMM needs (C, H*W)
+        b = np.lib.stride_tricks.as_strided(x, (n, c, p), (x.strides[0], x.strides[1],
+                                                           x.strides[3]))
+        y3 = y.reshape(n, k, p)
+        r = None
+        if residual is not None:
+            r = residual.reshape(n, k, p)
+        elif self.bias is not None:
+            # bias[i] along the rows (output channels): a residual with zero strides.
+            r = np.lib.stride_tricks.as_strided(self.bias, (n, k, p), (0, self.dtype.itemsize, 0))
+        _gemm_call(n, k, p, c, 1.0, self.w2, 0, b, b.strides[0], None, r, self.act_code,
+                   y3, y3.strides[0], "conv2d")
+
+    def _run_winograd(self, x, residual, y):
+        x = np.ascontiguousarray(x)
+        if self.clip_on:
+            winograd_module().conv3x3(x, self.wt, self.tile, self.pads, self.bias, "clip",
+                                      residual, y, clip_min=self.lo, clip_max=self.hi)
+        else:
+            winograd_module().conv3x3(x, self.wt, self.tile, self.pads, self.bias,
+                                      self.act_code, residual, y)
+
+
+# ---- the registry kernel ------------------------------------------------------------------
+
+def _supports(x, w, bias, residual, *, stride, pads, dilation, groups, activation, clip,
+              out) -> Optional[str]:
+    dt = out.dtype
+    if dt != _F32 and dt != _F64:
+        return f"dtype {dt} is not float32/float64"
+    for a in (x, w, bias, residual):
+        if a is not None and a.dtype != dt:
+            return f"input dtype {a.dtype} differs from the result dtype {dt}"
+    if activation != "clip" and activation not in ACTIVATION_CODES:
+        return f"activation {activation!r} has no C epilogue"
+    if w.shape[1] * w.shape[2] * w.shape[3] == 0:
+        return "empty reduction (C/groups * KH * KW == 0)"
+    forced = getattr(_forced, "path", None)
+    if forced is not None:
+        return path_reason(forced, x.shape, w.shape, stride, pads, dilation, groups, dt, bias,
+                           residual, activation)
+    return None
+
+
+def _priority(x, w, bias, residual, *, out, **attrs) -> int:
+    macs = out.size * w.shape[1] * w.shape[2] * w.shape[3]
+    return PRIORITY if macs >= _TINY_MACS or getattr(_forced, "path", None) else -1
+
+
+@register("conv2d", "c", supports=_supports, priority=_priority)
+def conv2d(x, w, bias, residual, *, stride, pads, dilation, groups, activation, clip, out):
+    """out = act(conv(x, w) + bias + residual): the path chosen by shape, the
+    weights packed for this one call (the graph packs them once: ConvKernel)."""
+    kernel = ConvKernel(x.shape, w, bias, stride=stride, pads=pads, dilation=dilation,
+                        groups=groups, activation=activation, clip=clip, dtype=out.dtype,
+                        has_residual=residual is not None)
+    kernel(x, residual, out)
