@@ -143,7 +143,57 @@ int pi_f64_binary(int op, pi_index outer, pi_index inner,
                   const double *a, pi_index a_os, pi_index a_is,
                   const double *b, pi_index b_os, pi_index b_is, double *y);
 
-/* ---- convolution (csrc/pi_conv*.c) --------------------------------------- */
+/* ---- convolution (csrc/pi_conv*.c) ---------------------------------------
+ * 2-D convolution over NCHW planes, y = act(conv(x, w) + bias + r), with the
+ * geometry in one struct: input n x c x h x w, k output channels of oh x ow,
+ * a kh x kw kernel, strides sh, sw, dilations dh, dw, leading pads pad_t,
+ * pad_l (the trailing ones follow from oh, ow), c and k divisible by groups.
+ * x may have any (aligned) byte strides x_ns, x_cs, x_hs, x_ws; y and r (NULL:
+ * none) are C-contiguous n x k x oh x ow and never overlap x.  act is a
+ * PI_ACT_* code; clip != 0 then clamps to [clip_lo, clip_hi] (ReLU6) with act
+ * PI_ACT_NONE.  ws: workspace of at least the matching *_workspace_bytes,
+ * computed with the thread count of the call.
+ *
+ * Implicit GEMM (any groups): weights packed once by *_conv2d_pack_weights
+ * (w: C-contiguous k x c/groups x kh x kw; bias NULL, or packed in as a column
+ * against a row of ones when with_bias) into pi_conv2d_packed_weights_size
+ * values for the register tile height mr = pi_conv2d_gemm_mr(elem_size) of the
+ * current ISA; *_conv2d_gemm returns PI_ERR_ARG if the ISA's mr differs.
+ * Depthwise: groups == c == k, w C-contiguous c x kh x kw, bias c values or NULL. */
+typedef struct {
+    pi_index n, c, h, w;
+    pi_index k, oh, ow;
+    pi_index kh, kw, sh, sw, dh, dw;
+    pi_index pad_t, pad_l;
+    pi_index groups;
+} pi_conv2d_shape;
+
+int pi_conv2d_gemm_mr(int elem_size);
+pi_index pi_conv2d_packed_weights_size(const pi_conv2d_shape *s, int mr, int with_bias);
+pi_index pi_conv2d_gemm_workspace_bytes(int elem_size, const pi_conv2d_shape *s, int with_bias);
+pi_index pi_conv2d_depthwise_workspace_bytes(int elem_size, const pi_conv2d_shape *s);
+int pi_f32_conv2d_pack_weights(const pi_conv2d_shape *s, int mr, const float *w,
+                               const float *bias, float *wp);
+int pi_f64_conv2d_pack_weights(const pi_conv2d_shape *s, int mr, const double *w,
+                               const double *bias, double *wp);
+int pi_f32_conv2d_gemm(const pi_conv2d_shape *s, int mr, const float *x, pi_index x_ns,
+                       pi_index x_cs, pi_index x_hs, pi_index x_ws, const float *wp,
+                       int packed_bias, const float *r, int act, int clip, float clip_lo,
+                       float clip_hi, float *y, void *ws, pi_index ws_bytes);
+int pi_f64_conv2d_gemm(const pi_conv2d_shape *s, int mr, const double *x, pi_index x_ns,
+                       pi_index x_cs, pi_index x_hs, pi_index x_ws, const double *wp,
+                       int packed_bias, const double *r, int act, int clip, double clip_lo,
+                       double clip_hi, double *y, void *ws, pi_index ws_bytes);
+int pi_f32_conv2d_depthwise(const pi_conv2d_shape *s, const float *x, pi_index x_ns,
+                            pi_index x_cs, pi_index x_hs, pi_index x_ws, const float *w,
+                            const float *bias, const float *r, int act, int clip,
+                            float clip_lo, float clip_hi, float *y, void *ws,
+                            pi_index ws_bytes);
+int pi_f64_conv2d_depthwise(const pi_conv2d_shape *s, const double *x, pi_index x_ns,
+                            pi_index x_cs, pi_index x_hs, pi_index x_ws, const double *w,
+                            const double *bias, const double *r, int act, int clip,
+                            double clip_lo, double clip_hi, double *y, void *ws,
+                            pi_index ws_bytes);
 
 /* ---- Winograd 3x3 convolution (csrc/pi_winograd.c) ----------------------- */
 /* y = clip(act(conv3x3(x, w) + bias + r)) for NCHW float32 x (n, c, h, w),
