@@ -63,6 +63,7 @@ typedef struct {
     pi_index out_off; /* element offset of the output tile origin, channel 0 */
     int rows;         /* bit r set: patch row r lies inside the image */
     int hv, wv;       /* valid output rows / columns (0 for a padding lane) */
+    int inner;        /* all patch rows inside and 8 columns from the origin inside */
     int32_t cm[8];    /* -1 where patch column j lies inside the image */
 } wg_tile;
 
@@ -207,10 +208,16 @@ static pi_index wg_block_tiles(int m, pi_index c, pi_index k, pi_index tiles, in
     return tb;
 }
 
+/* Floats between consecutive xi planes of V (rows = c) or M (rows = k): one
+ * cache line more than the plane, so that the alpha^2 accesses of one tile
+ * group (a transform reads or writes one vector per plane) fall in different
+ * L1 sets instead of all aliasing at a multiple of 4 KiB. */
+static pi_index wg_plane(pi_index rows, pi_index tb) { return rows * tb + 16; }
+
 static pi_index wg_thread_bytes(int m, pi_index c, pi_index k, pi_index tb)
 {
     const pi_index a2 = (pi_index)(m + 2) * (m + 2);
-    pi_index vm = a2 * (c + k) * tb * (pi_index)sizeof(float); /* a multiple of 64 */
+    pi_index vm = a2 * (wg_plane(c, tb) + wg_plane(k, tb)) * (pi_index)sizeof(float);
     pi_index ti = wg_cdiv(tb * (pi_index)sizeof(wg_tile), 64) * 64;
     return vm + ti;
 }
@@ -250,6 +257,7 @@ static void wg_fill_tiles(const wg_job *J, pi_index first, wg_tile *ti)
             if (iy + r >= 0 && iy + r < J->h) t->rows |= 1 << r;
         for (int j = 0; j < a; j++)
             t->cm[j] = (ix + j >= 0 && ix + j < J->w) ? -1 : 0;
+        t->inner = t->rows == (1 << a) - 1 && ix >= 0 && ix + 8 <= J->w;
         t->hv = (int)(J->ho - y0 < m ? J->ho - y0 : m);
         t->wv = (int)(J->wo - x0 < m ? J->wo - x0 : m);
     }
@@ -301,6 +309,7 @@ PI_EXPORT int pi_f32_winograd_conv3x3(int tile, pi_index n, pi_index c, pi_index
     }
 #endif
     const pi_index a2 = (pi_index)J.alpha * J.alpha, TB = J.tb;
+    const pi_index vs = wg_plane(c, TB), ms = wg_plane(k, TB);
     const pi_index nblocks = wg_cdiv(J.tiles, TB);
     if (nth > nblocks)
         nth = (int)nblocks;
@@ -309,19 +318,19 @@ PI_EXPORT int pi_f32_winograd_conv3x3(int tile, pi_index n, pi_index c, pi_index
     {
         char *base = (char *)ws + (pi_index)omp_get_thread_num() * per;
         float *V = (float *)base;
-        float *M = V + a2 * c * TB;
-        wg_tile *ti = (wg_tile *)(M + a2 * k * TB);
+        float *M = V + a2 * vs;
+        wg_tile *ti = (wg_tile *)(M + a2 * ms);
 #pragma omp for schedule(dynamic, 1)
         for (pi_index b = 0; b < nblocks; b++) {
             wg_fill_tiles(&J, b * TB, ti);
             for (pi_index ch = 0; ch < c; ch++)
                 for (pi_index g = 0; g < TB; g += WG_LANES)
-                    in_fn(&J, ti + g, ch, V + ch * TB + g, c * TB);
+                    in_fn(&J, ti + g, ch, V + ch * TB + g, vs);
             for (pi_index xi = 0; xi < a2; xi++)
-                gemm_fn(&J, wt + xi * k * c, V + xi * c * TB, M + xi * k * TB);
+                gemm_fn(&J, wt + xi * k * c, V + xi * vs, M + xi * ms);
             for (pi_index kk = 0; kk < k; kk++)
                 for (pi_index g = 0; g < TB; g += WG_LANES)
-                    out_fn(&J, ti + g, kk, M + kk * TB + g, k * TB);
+                    out_fn(&J, ti + g, kk, M + kk * TB + g, ms);
         }
     }
     return PI_OK;
@@ -342,8 +351,9 @@ WG_TARGET static void WGF(in2)(const wg_job *J, const wg_tile *t, pi_index ch, f
     for (int r = 0; r < 4; r++) {
         __m128 q[8];
         for (int l = 0; l < 8; l++)
-            q[l] = ((t[l].rows >> r) & 1) ? _mm_maskload_ps(xc + t[l].in_off + r * W, cm[l])
-                                          : _mm_setzero_ps();
+            q[l] = t[l].inner ? _mm_loadu_ps(xc + t[l].in_off + r * W)
+                   : ((t[l].rows >> r) & 1) ? _mm_maskload_ps(xc + t[l].in_off + r * W, cm[l])
+                                            : _mm_setzero_ps();
         __m256 a0 = _mm256_set_m128(q[4], q[0]), a1 = _mm256_set_m128(q[5], q[1]);
         __m256 a2 = _mm256_set_m128(q[6], q[2]), a3 = _mm256_set_m128(q[7], q[3]);
         __m256 u0 = _mm256_unpacklo_ps(a0, a1), u1 = _mm256_unpackhi_ps(a0, a1);
@@ -391,8 +401,9 @@ WG_TARGET static void WGF(in4)(const wg_job *J, const wg_tile *t, pi_index ch, f
     for (int r = 0; r < 6; r++) {
         __m256 q[8];
         for (int l = 0; l < 8; l++)
-            q[l] = ((t[l].rows >> r) & 1) ? _mm256_maskload_ps(xc + t[l].in_off + r * W, cm[l])
-                                          : _mm256_setzero_ps();
+            q[l] = t[l].inner ? _mm256_loadu_ps(xc + t[l].in_off + r * W)
+                   : ((t[l].rows >> r) & 1) ? _mm256_maskload_ps(xc + t[l].in_off + r * W, cm[l])
+                                            : _mm256_setzero_ps();
         /* 8x8 transpose; columns 6 and 7 are never formed */
         __m256 t0 = _mm256_unpacklo_ps(q[0], q[1]), t1 = _mm256_unpackhi_ps(q[0], q[1]);
         __m256 t2 = _mm256_unpacklo_ps(q[2], q[3]), t3 = _mm256_unpackhi_ps(q[2], q[3]);
@@ -461,69 +472,73 @@ WG_TARGET static void WGF(gemm)(const wg_job *J, const float *u, const float *v,
 
 /* ---- output transforms + epilogue: alpha^2 vectors of M -> 8 tiles of y -------- */
 
-/* A row piece of n <= 4 floats of a tile: whole-vector access when the tile
- * is complete, a bounded copy at the right edge. */
-WG_TARGET static inline __m128 WGF(load_piece)(const float *p, int n, int wv)
-{
-    if (wv == n && n == 4) return _mm_loadu_ps(p);
-    float b[4] = {0, 0, 0, 0};
-    for (int i = 0; i < wv; i++) b[i] = p[i];
-    return _mm_loadu_ps(b);
-}
-
-WG_TARGET static inline void WGF(store_piece)(float *p, __m128 v, int n, int wv)
-{
-    if (wv == n && n == 4) {
-        _mm_storeu_ps(p, v);
-        return;
-    }
-    float b[4];
-    _mm_storeu_ps(b, v);
-    for (int i = 0; i < wv; i++) p[i] = b[i];
-}
-
 WG_TARGET static inline __m256 WGF(epilogue)(const wg_job *J, __m256 s)
 {
-    s = pi_act_ps_avx2(s, J->act);
+    if (J->act != PI_ACT_NONE)
+        s = pi_act_ps_avx2(s, J->act);
     if (J->clip) /* max/min return the second operand for NaN: NaN passes */
         s = _mm256_min_ps(_mm256_set1_ps(J->hi), _mm256_max_ps(_mm256_set1_ps(J->lo), s));
     return s;
 }
 
 /* Epilogue and store of output row p of 8 tiles: s holds 8/n pieces of n
- * floats, piece `sl` belonging to tile ids[sl]. */
+ * floats (n = 4: two, n = 2: four), piece `sl` belonging to tile ids[sl].
+ * Complete pieces move as whole 128-bit halves or 64-bit quarters; the right
+ * edge and missing rows go through a bounded copy. */
 WG_TARGET static inline void WGF(finish_row)(const wg_job *J, const wg_tile *t, pi_index plane,
                                              int p, __m256 s, __m256 bias, int n,
                                              const int *ids)
 {
-    /* ids: the tile of each n-float slot of s (8/n slots) */
     const int slots = 8 / n;
+    int full = 1;
+    for (int sl = 0; sl < slots; sl++)
+        full &= p < t[ids[sl]].hv && t[ids[sl]].wv == n;
     s = _mm256_add_ps(s, bias);
+    if (full) {
+        if (J->r) {
+            const float *r0 = J->r + plane + p * J->wo;
+            __m128 lo, hi;
+            if (n == 4) {
+                lo = _mm_loadu_ps(r0 + t[ids[0]].out_off);
+                hi = _mm_loadu_ps(r0 + t[ids[1]].out_off);
+            } else {
+                lo = _mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(r0 + t[ids[0]].out_off));
+                lo = _mm_loadh_pi(lo, (const __m64 *)(r0 + t[ids[1]].out_off));
+                hi = _mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(r0 + t[ids[2]].out_off));
+                hi = _mm_loadh_pi(hi, (const __m64 *)(r0 + t[ids[3]].out_off));
+            }
+            s = _mm256_add_ps(s, _mm256_set_m128(hi, lo));
+        }
+        s = WGF(epilogue)(J, s);
+        float *y0 = J->y + plane + p * J->wo;
+        const __m128 lo = _mm256_castps256_ps128(s), hi = _mm256_extractf128_ps(s, 1);
+        if (n == 4) {
+            _mm_storeu_ps(y0 + t[ids[0]].out_off, lo);
+            _mm_storeu_ps(y0 + t[ids[1]].out_off, hi);
+        } else {
+            _mm_storel_pi((__m64 *)(y0 + t[ids[0]].out_off), lo);
+            _mm_storeh_pi((__m64 *)(y0 + t[ids[1]].out_off), lo);
+            _mm_storel_pi((__m64 *)(y0 + t[ids[2]].out_off), hi);
+            _mm_storeh_pi((__m64 *)(y0 + t[ids[3]].out_off), hi);
+        }
+        return;
+    }
+    float buf[8];
     if (J->r) {
-        float rb[8];
         for (int sl = 0; sl < slots; sl++) {
             const wg_tile *tt = t + ids[sl];
-            __m128 piece = _mm_setzero_ps();
-            if (p < tt->hv)
-                piece = WGF(load_piece)(J->r + tt->out_off + plane + p * J->wo, n, tt->wv);
-            float pb[4];
-            _mm_storeu_ps(pb, piece);
-            for (int i = 0; i < n; i++) rb[sl * n + i] = pb[i];
+            for (int i = 0; i < n; i++)
+                buf[sl * n + i] = p < tt->hv && i < tt->wv
+                                      ? J->r[tt->out_off + plane + p * J->wo + i] : 0.0f;
         }
-        s = _mm256_add_ps(s, _mm256_loadu_ps(rb));
+        s = _mm256_add_ps(s, _mm256_loadu_ps(buf));
     }
-    s = WGF(epilogue)(J, s);
-    float sb[8];
-    _mm256_storeu_ps(sb, s);
+    _mm256_storeu_ps(buf, WGF(epilogue)(J, s));
     for (int sl = 0; sl < slots; sl++) {
         const wg_tile *tt = t + ids[sl];
         if (p >= tt->hv) continue;
         float *dst = J->y + tt->out_off + plane + p * J->wo;
-        if (n == 4 && tt->wv == 4) {
-            _mm_storeu_ps(dst, _mm_loadu_ps(sb + sl * 4));
-        } else {
-            for (int i = 0; i < tt->wv; i++) dst[i] = sb[sl * n + i];
-        }
+        for (int i = 0; i < tt->wv; i++) dst[i] = buf[sl * n + i];
     }
 }
 
@@ -546,18 +561,17 @@ WG_TARGET static void WGF(out4)(const wg_job *J, const wg_tile *t, pi_index kk, 
     const __m256 bias = _mm256_set1_ps(J->bias ? J->bias[kk] : 0.0f);
     const pi_index plane = kk * J->ho * J->wo;
     static const int ids[4][2] = {{0, 4}, {1, 5}, {2, 6}, {3, 7}};
+    __m256 y4[4][4];
+    for (int q = 0; q < 4; q++) {
+        __m256 a = _mm256_add_ps(hq[1][q], hq[2][q]), b = _mm256_sub_ps(hq[1][q], hq[2][q]);
+        __m256 c = _mm256_add_ps(hq[3][q], hq[4][q]), d = _mm256_sub_ps(hq[3][q], hq[4][q]);
+        y4[0][q] = _mm256_add_ps(_mm256_add_ps(hq[0][q], a), c);
+        y4[1][q] = _mm256_fmadd_ps(_mm256_set1_ps(2.0f), d, b);
+        y4[2][q] = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), c, a);
+        y4[3][q] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0f), d, b), hq[5][q]);
+    }
     for (int p = 0; p < 4; p++) {
-        __m256 o[4];
-        for (int q = 0; q < 4; q++) {
-            __m256 a = _mm256_add_ps(hq[1][q], hq[2][q]), b = _mm256_sub_ps(hq[1][q], hq[2][q]);
-            __m256 c = _mm256_add_ps(hq[3][q], hq[4][q]), d = _mm256_sub_ps(hq[3][q], hq[4][q]);
-            switch (p) {
-            case 0: o[q] = _mm256_add_ps(_mm256_add_ps(hq[0][q], a), c); break;
-            case 1: o[q] = _mm256_fmadd_ps(_mm256_set1_ps(2.0f), d, b); break;
-            case 2: o[q] = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), c, a); break;
-            default: o[q] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0f), d, b), hq[5][q]);
-            }
-        }
+        const __m256 *o = y4[p];
         /* lanes are tiles; transpose to one 4-float row per tile: e[j] = tile j | tile j+4 */
         __m256 u0 = _mm256_unpacklo_ps(o[0], o[1]), u1 = _mm256_unpackhi_ps(o[0], o[1]);
         __m256 u2 = _mm256_unpacklo_ps(o[2], o[3]), u3 = _mm256_unpackhi_ps(o[2], o[3]);
