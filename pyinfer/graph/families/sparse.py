@@ -3,7 +3,9 @@ the plan may store block-sparse.
 
 | op | inputs | attrs |
 |---|---|---|
-| SPARSE_GEMM | (x (..., k), w const (k, n), bias (n,) or None) | ``block=(br, bc)``, ``activation`` |
+| SPARSE_GEMM | (x (..., k), w const (k, n), bias (n,) or None) | ``block=(br, bc)``, ``activation``, ``kernel`` |
+
+``kernel``: "auto" (the default) measures; "sparse" or "dense" pins the choice.
 
 ``pyinfer.compress.prune`` makes these nodes.  The weight stays a dense
 constant in the graph (what a saver or another pass sees); ``lower`` builds
@@ -33,6 +35,7 @@ from ..shapes import fail
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 DEFAULT_BLOCK = (1, 16)
+KERNEL_CHOICES = ("auto", "sparse", "dense")
 
 
 def _parts(node: Node):
@@ -68,6 +71,9 @@ def _shape(node: Node):
     if act is not None and act not in ACTIVATIONS:
         raise fail(node, f"attribute 'activation' expected None or one of {ACTIVATIONS}, "
                          f"received {act!r}")
+    kernel = node.attrs.setdefault("kernel", "auto")
+    if kernel not in KERNEL_CHOICES:
+        raise fail(node, f"attribute 'kernel' expected one of {KERNEL_CHOICES}, received {kernel!r}")
     dtype = np.result_type(*[v.dtype for v in (x, w, bias) if v is not None])
     return [(tuple(x.shape[:-1]) + (n,), dtype)]
 
@@ -143,14 +149,15 @@ def _lower(node: Node, ctx):
                    node.name)
     bsr = _bsr_of(w.data, block, dt)
     sparse = None
-    if ctx.backend in (None, "auto", "c"):
+    prefer = node.attrs.get("kernel", "auto")
+    if ctx.backend in (None, "auto", "c") and prefer != "dense":
         try:
             sparse = registry.select("sparse_gemm", "c", xs, bsr, bs, out=os_, activation=act)
         except UnsupportedError as e:
             ctx.notes.append(((node.name,), f"block-sparse kernel not used: {e}"))
     density = f"{bsr.density:.0%} of {block[0]}x{block[1]} blocks stored"
-    use_sparse = False
-    if sparse is not None:
+    use_sparse = sparse is not None and prefer == "sparse"
+    if sparse is not None and prefer == "auto":
         t_dense = _seconds(lambda: dense.fn(xs, dense_w, bs, None, out=os_, **gemm_attrs))
         t_sparse = _seconds(lambda: sparse.fn(xs, bsr, bs, activation=act, out=os_))
         use_sparse = t_sparse < t_dense
@@ -158,6 +165,9 @@ def _lower(node: Node, ctx):
             f"block-sparse {sparse.backend}.sparse_gemm {t_sparse * 1e6:.1f} us vs dense "
             f"{dense.backend}.gemm {t_dense * 1e6:.1f} us at m={m} ({density}): "
             f"{'block-sparse' if use_sparse else 'dense'} kept")))
+    elif prefer != "auto":
+        ctx.notes.append(((node.name,), f"kernel={prefer!r} pinned ({density}): "
+                                        f"{'block-sparse' if use_sparse else 'dense'} used"))
 
     if use_sparse:
         fn, w_arg, name = sparse.fn, bsr, f"{sparse.backend}.sparse_gemm"
