@@ -15,13 +15,14 @@ from typing import Iterable, Union
 from ..ir import VIEW_OPS, Graph
 # The modules keep their names in this package (``passes.patterns.PATTERNS``);
 # the pass functions are reached through ``PASSES``.
-from . import cse, dce, epilogue, fold, fuse, patterns, simplify
+from . import cnn, cse, dce, epilogue, fold, fuse, patterns, simplify
 
 PASSES = OrderedDict([
     ("fold", fold.fold),                # constants in, constants out
     ("simplify", simplify.simplify),    # x*1, x/c, pow, double transpose...
     ("cse", cse.cse),                   # one node per distinct computation
     ("patterns", patterns.patterns),    # GELU, SiLU, softmax, layernorm, RMSNorm, attention
+    ("cnn", cnn.cnn),                   # conv + batch norm / bias / residual / activation -> conv
     ("epilogue", epilogue.epilogue),    # matmul + bias + activation + residual -> GEMM
     ("fuse", fuse.fuse),                # elementwise chains (+ their reduction) -> one kernel
     ("dce", dce.dce),
