@@ -309,7 +309,7 @@ def flatten(x, axis=1, out=None, backend=None) -> np.ndarray:
     nd = x.ndim
     if not _is_int(axis) or not -nd <= axis <= nd:
         raise shape_error("axis", f"an int in [{-nd}, {nd}]", repr(axis), op)
-    axis = int(axis) % (nd + 1) if axis < 0 else int(axis)
+    axis = int(axis) + nd if axis < 0 else int(axis)
     shape = (int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis:])))
     return run(op, backend, (x,), {}, out, shape, x.dtype, alias_ok=False)
 

@@ -304,7 +304,9 @@ def _resize_shape(node: Node):
     if scales is None:
         raise fail(node, "one of the attributes 'sizes' and 'scales' is required")
     if not _concrete(x.shape):
-        shape = tuple(d if s == 1.0 else _unknown(node, i)
+        # Concrete dims scale now; a symbolic dim keeps its name at scale 1.
+        shape = tuple(int(d * s) if isinstance(d, (int, np.integer)) else
+                      (d if s == 1.0 else _unknown(node, i))
                       for i, (d, s) in enumerate(zip(x.shape, at["scales"])))
         return [(shape, x.dtype)]
     sizes, _ = _rethrow(node, eager.resize_sizes, "resize", x.shape, None, at["scales"])
