@@ -1,0 +1,236 @@
+"""Post-training int8 quantization of a graph's linear layers.
+
+    quantize_dynamic(graph, per_channel=True, nodes=None)
+    quantize_static(graph, calibration_data, method="minmax", per_channel=True, nodes=None)
+
+Both return a new graph in which each MATMUL / GEMM whose weight is a constant
+2-d float matrix becomes a ``QGEMM`` node (pyinfer/graph/families/quant.py):
+
+* weights: symmetric int8 (zero point 0, range [-127, 127]), one scale per
+  output column (``per_channel``) or per tensor, ``scale = max|w| / 127``;
+* activations: uint8, asymmetric.  ``quantize_dynamic`` quantizes each
+  activation per tensor at run time from its own min/max (ONNX
+  DynamicQuantizeLinear's rule) inside the fused kernel's step;
+  ``quantize_static`` fixes the activation's scale and zero point from
+  calibration runs: ``minmax`` (whole observed range), ``percentile`` (the
+  0.01 / 99.99 percentiles: clips rare outliers) or ``entropy`` (the clipping
+  threshold whose quantized histogram is closest in KL divergence to the
+  observed one, TensorRT's calibration idea).
+
+GEMM's alpha folds into the weight scales, a constant bias goes to the int8
+epilogue.  Layers that cannot run in int8 (a run-time weight, transposed
+activations, a residual input, a batched product) stay in float, with the
+reason in ``graph.notes``; naming such a layer in ``nodes`` raises
+``UnsupportedError`` naming it.  Conv layers stay float (no int8 conv yet).
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+from ..errors import ShapeError, UnsupportedError
+from ..graph.ir import Graph, Node, Op, Value
+from ..graph.passes._util import finish, make_node, note, place
+from ..ops.quant import dynamic_params
+
+METHODS = ("minmax", "percentile", "entropy")
+
+
+def quantize_weight(w: np.ndarray, per_channel: bool = True):
+    """float (K, N) -> (int8 (K, N), float32 scale (N,) or ()) symmetric."""
+    w = np.asarray(w, np.float32)
+    amax = np.abs(w).max(axis=0) if per_channel else np.abs(w).max()
+    scale = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
+    q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def _why_not(graph: Graph, node: Node) -> Optional[str]:
+    """None if ``node`` can become a QGEMM, else the reason."""
+    if node.op not in (Op.MATMUL, Op.GEMM):
+        return f"op '{node.op.value}' has no int8 kernel (int8 covers MatMul and Gemm)"
+    a, b = node.inputs[:2]
+    if not b.is_constant or b.ndim != 2 or b.dtype.kind != "f":
+        return "the weight is not a constant 2-d float matrix"
+    if a.dtype.kind != "f" or a.ndim < 1:
+        return f"the activation is {a.dtype}, not float"
+    if node.op is Op.GEMM:
+        at = node.attrs
+        if at.get("trans_a"):
+            return "transposed activations (trans_a)"
+        if len(node.inputs) > 3 and node.inputs[3] is not None:
+            return "a residual input"
+        if len(node.inputs) > 2 and node.inputs[2] is not None:
+            bias = node.inputs[2]
+            if not bias.is_constant or bias.size != node.outputs[0].shape[-1]:
+                return "a bias that is not a constant row vector"
+    return None
+
+
+def _weight(node: Node):
+    b = node.inputs[1].data
+    if node.op is Op.GEMM:
+        if node.attrs.get("trans_b"):
+            b = b.T
+        b = b * np.float32(node.attrs.get("alpha", 1.0))
+    return np.ascontiguousarray(b, np.float32)
+
+
+def _candidates(graph: Graph, nodes: Optional[Iterable[str]]):
+    names = None if nodes is None else set(nodes)
+    known = {n.name for n in graph.nodes}
+    if names is not None:
+        missing = sorted(names - known)
+        if missing:
+            raise ShapeError(f"quantize: argument 'nodes' names {missing}, which are not nodes "
+                             f"of graph '{graph.name}'")
+    out = []
+    for node in graph.nodes:
+        if names is not None and node.name not in names:
+            continue
+        if node.op not in (Op.MATMUL, Op.GEMM) and names is None:
+            continue
+        why = _why_not(graph, node)
+        if why is not None:
+            if names is not None:
+                raise UnsupportedError(f"quantize: node '{node.name}' ({node.op.value}) cannot "
+                                       f"run in int8: {why}")
+            note(graph, [node], f"quantize: kept in float: {why}")
+            continue
+        out.append(node)
+    return out
+
+
+def _rewrite(graph: Graph, node: Node, per_channel: bool, a_mode: str, a_params=None):
+    a = node.inputs[0]
+    wq, ws = quantize_weight(_weight(node), per_channel)
+    n = wq.shape[1]
+    bias = None
+    if node.op is Op.GEMM and len(node.inputs) > 2 and node.inputs[2] is not None:
+        bias = graph.constant(np.ascontiguousarray(node.inputs[2].data, np.float32).reshape(n),
+                              name=f"{node.name}_bias")
+    inputs = [a, graph.constant(wq, name=f"{node.name}_wq"),
+              graph.constant(ws, name=f"{node.name}_wscale"), None, bias]
+    if a_mode == "static":
+        s, z = a_params
+        inputs += [graph.constant(np.float32(s), name=f"{node.name}_ascale"),
+                   graph.constant(np.uint8(z), name=f"{node.name}_azero")]
+    while inputs[-1] is None:
+        inputs.pop()
+    act = node.attrs.get("activation") if node.op is Op.GEMM else None
+    q = place(graph, make_node(graph, Op.QGEMM, inputs,
+                               {"a_mode": a_mode, "out": "float", "activation": act},
+                               name=f"{node.name}_int8", fused_from=(node.name,)), node)
+    y = q.outputs[0]
+    old = node.outputs[0]
+    if y.dtype != old.dtype:  # a float64 model: cast the float32 result back
+        y = place(graph, make_node(graph, Op.CAST, [y], {"dtype": old.dtype}), node).outputs[0]
+    graph.replace_uses(old, y)
+
+
+def quantize_dynamic(graph: Graph, per_channel: bool = True,
+                     nodes: Optional[Sequence[str]] = None) -> Graph:
+    """A copy of ``graph`` whose MatMul/Gemm layers with constant weights run in
+    int8: weights quantized now (symmetric, per output channel by default),
+    activations per tensor at run time.  ``nodes``: only these (by name)."""
+    g = graph.copy()
+    for node in _candidates(g, nodes):
+        _rewrite(g, node, per_channel, "dynamic")
+    finish(g)
+    return g
+
+
+# ---- calibration ---------------------------------------------------------------------------
+
+def _check_calibration(graph: Graph, calibration_data):
+    if isinstance(calibration_data, dict):
+        calibration_data = [calibration_data]
+    batches = list(calibration_data)
+    if not batches:
+        raise ShapeError("quantize_static: argument 'calibration_data' expected at least one "
+                         "batch (a dict of input name -> array), received none")
+    for i, feed in enumerate(batches):
+        if not isinstance(feed, dict):
+            raise ShapeError(f"quantize_static: calibration batch {i} expected a dict of input "
+                             f"name -> array, received {type(feed).__name__}")
+        for v in graph.inputs:
+            if v.name not in feed:
+                raise ShapeError(f"quantize_static: calibration batch {i} lacks input '{v.name}'")
+            x = np.asarray(feed[v.name])
+            if x.ndim != len(v.shape) or any(isinstance(d, int) and d != s
+                                             for d, s in zip(v.shape, x.shape)):
+                raise ShapeError(f"quantize_static: calibration batch {i}, input '{v.name}' "
+                                 f"expected shape {v.shape}, received {x.shape}")
+    return batches
+
+
+def _range(values: list, method: str):
+    x = np.concatenate([np.asarray(v, np.float32).reshape(-1) for v in values])
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return 0.0, 0.0
+    if method == "minmax":
+        return float(x.min()), float(x.max())
+    if method == "percentile":
+        lo, hi = np.percentile(x, [0.01, 99.99])
+        return float(lo), float(hi)
+    return _entropy_range(x)
+
+
+def _entropy_range(x: np.ndarray, bins: int = 2048, levels: int = 128):
+    """The clipping threshold t for [-t, t] (or [0, t] for non-negative x)
+    minimizing KL(P || Q): P the observed |x| histogram clipped at t (outliers
+    added to the last bin), Q that histogram merged into ``levels`` bins and
+    expanded back over the bins it covers (non-empty ones only)."""
+    ax = np.abs(x)
+    top = float(ax.max())
+    if top == 0:
+        return 0.0, 0.0
+    hist, edges = np.histogram(ax, bins=bins, range=(0, top))
+    hist = hist.astype(np.float64)
+    best_t, best_kl = top, np.inf
+    for i in range(levels, bins + 1, 16):
+        p = hist[:i].copy()
+        p[-1] += hist[i:].sum()
+        nz = p > 0
+        chunks = np.array_split(np.arange(i), levels)
+        q = np.zeros(i)
+        for c in chunks:
+            sel = c[nz[c]]
+            if sel.size:
+                q[sel] = hist[:i][c].sum() / sel.size
+        q[-1] = max(q[-1], 1e-12) if nz[-1] else q[-1]
+        pn, qn = p / p.sum(), q / max(q.sum(), 1e-300)
+        m = nz & (qn > 0)
+        kl = float(np.sum(pn[m] * np.log(pn[m] / qn[m]))) + (1e9 if np.any(nz & (qn == 0)) else 0)
+        if kl < best_kl:
+            best_kl, best_t = kl, float(edges[i])
+    lo = -best_t if x.min() < 0 else 0.0
+    return max(lo, float(x.min())), min(best_t, float(x.max()))
+
+
+def quantize_static(graph: Graph, calibration_data, method: str = "minmax",
+                    per_channel: bool = True, nodes: Optional[Sequence[str]] = None) -> Graph:
+    """A copy of ``graph`` whose MatMul/Gemm layers with constant weights run in
+    int8 with activation scales fixed from ``calibration_data`` (a dict, or a
+    list of dicts, of graph input name -> array, run through the NumPy reference)."""
+    from ..graph.reference import evaluate_all
+    if method not in METHODS:
+        raise ShapeError(f"quantize_static: argument 'method' expected one of {METHODS}, "
+                         f"received {method!r}")
+    batches = _check_calibration(graph, calibration_data)
+    g = graph.copy()
+    cands = _candidates(g, nodes)
+    seen: dict = {}
+    for feed in batches:
+        env = evaluate_all(g, {v.name: np.asarray(feed[v.name], v.dtype) for v in g.inputs})
+        for node in cands:
+            a = node.inputs[0]
+            seen.setdefault(node.name, []).append(a.data if a.is_constant else env[a])
+    for node in cands:
+        lo, hi = _range(seen[node.name], method)
+        s, z = dynamic_params(lo, hi)
+        _rewrite(g, node, per_channel, "static", (s, z))
+    finish(g)
+    return g
