@@ -37,6 +37,10 @@ from ..errors import ModelError, UnsupportedOperatorError
 from ..graph.ir import Graph, Value
 
 OPSET_MIN, OPSET_MAX = 11, 21
+# Element types a tensor may have (float8/float4/int4/bfloat16/strings are refused).
+DTYPES = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64, np.int8, np.int16,
+                                         np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+                                         np.uint64, np.bool_))
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import (BackendUnavailableError, DTypeError, ModelError, ShapeError,
                       UnsupportedOperatorError)
 from ..graph.ir import Graph, Value
-from .convert import OPSET_MIN, ImportContext, Missing, describe, lookup, registered
+from .convert import DTYPES, OPSET_MIN, ImportContext, Missing, describe, lookup, registered
 
 # Model opsets read at all; a node of a newer opset still imports when its
 # operator did not change since a version a converter covers (see ``_resolve``).
@@ -161,8 +161,12 @@ def _resolve(node, opsets):
     opset = opsets[domain]
     c = lookup(node.op_type, domain, opset)
     if c is None and domain == "" and opset > 21:
-        # A newer model opset: the operator may not have changed since a version we cover.
+        # A newer model opset: the operator may not have changed since a version we cover,
+        # or changed only in the element types it allows (bfloat16, float8, int4, ...;
+        # pyinfer checks element types itself).
         since = _since_version(node.op_type, opset)
+        if since is not None and since > 21 and _types_only_change(node.op_type, since, 21):
+            since = 21
         if since is not None:
             c = lookup(node.op_type, domain, since)
     if c is not None:
@@ -171,6 +175,26 @@ def _resolve(node, opsets):
     why = (f"supported for opsets {', '.join(f'{a}-{b}' for a, b in have)} only"
            if have else "operator not supported by pyinfer")
     raise UnsupportedOperatorError(f"{describe(node, opset)}: {why}")
+
+
+def _signature(schema) -> tuple:
+    attrs = tuple(sorted((name, int(a.type), a.default_value.SerializeToString()
+                          if a.default_value is not None else b"", bool(a.required))
+                         for name, a in schema.attributes.items()))
+    ios = tuple((p.name, int(p.option)) for p in schema.inputs) + \
+        (None,) + tuple((p.name, int(p.option)) for p in schema.outputs)
+    return attrs, ios, schema.min_input, schema.max_input, schema.min_output, schema.max_output
+
+
+def _types_only_change(op_type: str, new: int, old: int) -> bool:
+    """Do the op's schemas at opsets ``new`` and ``old`` differ only in type constraints
+    (same attributes with the same defaults, same inputs and outputs)?"""
+    from onnx import defs
+    try:
+        return _signature(defs.get_schema(op_type, new, "")) == \
+            _signature(defs.get_schema(op_type, old, ""))
+    except Exception:
+        return False
 
 
 def _since_version(op_type: str, opset: int) -> Optional[int]:
@@ -190,7 +214,7 @@ def _dtype(elem_type: int, what: str) -> np.dtype:
     except Exception:
         raise UnsupportedOperatorError(f"{what}: element type {elem_type} is not supported") \
             from None
-    if dt.kind not in "fiub":
+    if dt not in DTYPES:
         raise UnsupportedOperatorError(f"{what}: element type {dt} is not supported")
     return dt
 
@@ -259,7 +283,7 @@ def _build(proto, converters, opsets, name) -> Graph:
             arr = numpy_helper.to_array(t)
         except Exception as e:
             raise ModelError(f"initializer '{t.name}' is unreadable: {e}") from None
-        if arr.dtype.kind not in "fiub":
+        if arr.dtype not in DTYPES:
             raise UnsupportedOperatorError(f"initializer '{t.name}': element type {arr.dtype} "
                                            f"is not supported")
         ctx.values[t.name] = g.constant(arr, name=_safe(t.name))

@@ -33,6 +33,7 @@ Conventions (all attrs plain Python values):
 """
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -233,9 +234,9 @@ def _split_lower(node, ctx):
     from ...plan.select import Step
     offs = np.concatenate([[0], np.cumsum(node.attrs["splits"])]).tolist()
     bounds = tuple(zip(offs[:-1], offs[1:]))
-    return Step(node, _host_split, [node.inputs[0]],
-                {"axis": node.attrs["axis"], "bounds": bounds}, "numpy", "numpy.split",
-                out_mode="list")
+    # "list" steps are called fn(args, outs): the attributes are bound here.
+    return Step(node, functools.partial(_host_split, axis=node.attrs["axis"], bounds=bounds),
+                [node.inputs[0]], {}, "numpy", "numpy.split", out_mode="list")
 
 
 define(Op.SPLIT, shape=_split_shape, reference=_split_ref, lower=_split_lower)
@@ -440,7 +441,7 @@ def _host_shape(node):
     shape = broadcast(node, *(v.shape for v in ins))
     if fn in _BOOL_RESULT:
         return [(shape, np.dtype(np.bool_))]
-    data = ins[1:] if fn == "where" else ins
+    data = ins[1:] if fn == "where" else ins[:1] if fn == "pow" else ins
     return [(shape, np.result_type(*(v.dtype for v in data)))]
 
 

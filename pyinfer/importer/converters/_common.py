@@ -33,7 +33,8 @@ def host(ctx, node, fn: str, inputs, attrs=None, sym=None) -> Value:
         with np.errstate(all="ignore"):
             r = np.asarray(HOST_FUNCTIONS[fn](*data, **kw))
         if fn not in _BOOL_RESULT:
-            r = r.astype(np.result_type(*(d.dtype for d in (data[1:] if fn == "where" else data))))
+            r = r.astype(np.result_type(*(d.dtype for d in (
+                data[1:] if fn == "where" else data[:1] if fn == "pow" else data))))
         return ctx.const(r, name=node.output[0] or "host")
     out = ctx.graph.add(Op.HOST_ELEMENTWISE, inputs, attrs, name=node.name)
     if sym is not None:
@@ -165,3 +166,44 @@ def norm_axes(ctx, node, axes, ndim) -> tuple:
             raise ctx.unsupported(node, f"axis {a} out of range for rank {ndim}")
         out.append(a % ndim)
     return tuple(out)
+
+
+def depends_on_values(ctx, v) -> bool:
+    """Does ``v`` depend on the *values* of a graph input (not only on shapes)?
+    A shape operand that does makes output shapes data-dependent, which a plan
+    specialised per input shape cannot express."""
+    memo = ctx.__dict__.setdefault("_value_dependent", {})
+    stack = [v]
+    while stack:
+        u = stack[-1]
+        if u is None or u.is_constant:
+            memo[u] = False
+            stack.pop()
+            continue
+        if u in memo:
+            stack.pop()
+            continue
+        p = u.producer
+        if p is None:
+            memo[u] = True
+            stack.pop()
+            continue
+        if p.op is Op.SHAPE:
+            memo[u] = False
+            stack.pop()
+            continue
+        todo = [w for w in p.inputs if w is not None and w not in memo]
+        if todo:
+            stack.extend(todo)
+            continue
+        memo[u] = any(memo[w] for w in p.inputs if w is not None)
+        stack.pop()
+    return memo[v]
+
+
+def shape_operand(ctx, node, v, what: str):
+    """Refuse a shape operand computed from input values (data-dependent shapes)."""
+    if v is not None and depends_on_values(ctx, v):
+        raise ctx.unsupported(node, f"input '{what}' is computed from the values of a graph "
+                                    f"input, so the output shape depends on data (pyinfer plans "
+                                    f"per input shape; data-dependent shapes are not supported)")

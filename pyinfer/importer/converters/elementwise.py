@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...graph.ir import Op
-from ..convert import converter
+from ..convert import DTYPES, converter
 from ._common import const_like, host, is_float, result
 
 # ---- symbolic arithmetic on shape tensors ------------------------------------------------
@@ -242,7 +242,7 @@ converter("Min")(_variadic(Op.MINIMUM, "minimum"))
 
 # ---- casts, identities, constants -------------------------------------------------------------
 
-@converter("Cast")
+@converter("Cast", opsets=(11, 28))  # 19-28 added float8/float4 and their rounding only
 def _cast(ctx, node):
     from onnx import helper
     (x,) = ctx.inputs(node)
@@ -251,7 +251,7 @@ def _cast(ctx, node):
         dt = np.dtype(helper.tensor_dtype_to_np_dtype(to))
     except Exception:
         raise ctx.unsupported(node, f"cast to element type {to}") from None
-    if dt.kind not in "fiub" or x.dtype.kind not in "fiub":
+    if dt not in DTYPES or x.dtype not in DTYPES:
         raise ctx.unsupported(node, f"cast from {x.dtype} to {dt}")
     if x.is_constant:
         with np.errstate(all="ignore"):
@@ -302,7 +302,7 @@ def _constant(ctx, node):
         else:
             raise ctx.unsupported(node, f"attribute '{name}'")
         value = np.asarray(value)
-        if value.dtype.kind not in "fiub":
+        if value.dtype not in DTYPES:
             raise ctx.unsupported(node, f"constant of element type {value.dtype}")
         return [ctx.const(value, name=node.output[0])]
     raise ctx.unsupported(node, "a Constant without a value")

@@ -94,13 +94,29 @@ def _layer_norm(ctx, node):
     _float_only(ctx, node, x, w, b)
     axis = ctx.attr(node, "axis", -1)
     eps = ctx.attr(node, "epsilon", 1e-5)
-    if len([o for o in node.output[1:] if o]):
-        raise ctx.unsupported(node, "the Mean / InvStdDev outputs")
     if not -x.ndim <= axis < x.ndim:
         raise ctx.unsupported(node, f"axis {axis} for rank {x.ndim}")
+    axis %= x.ndim
     ins = [x, _as(ctx, w, x)] + ([_as(ctx, b, x)] if b is not None else [])
-    return [ctx.graph.add(Op.LAYER_NORM, ins, {"axis": axis % x.ndim, "eps": float(eps)},
+    outs = [ctx.graph.add(Op.LAYER_NORM, ins, {"axis": axis, "eps": float(eps)},
                           name=node.name)]
+    if len([o for o in node.output[1:] if o]):
+        # Mean and InvStdDev (training's saved statistics), in the stash type.
+        if ctx.attr(node, "stash_type", 1) != 1:
+            raise ctx.unsupported(node, "stash_type other than 1 (float)")
+        axes = tuple(range(axis, x.ndim))
+        g = ctx.graph
+        mean = g.add(Op.MEAN, [x], {"axis": axes, "keepdims": True}, name=f"{node.name}_mean")
+        d = g.add(Op.SUB, [x, mean], name=f"{node.name}_centered")
+        var = g.add(Op.MEAN, [g.add(Op.MUL, [d, d], name=f"{node.name}_sq")],
+                    {"axis": axes, "keepdims": True}, name=f"{node.name}_var")
+        inv = g.add(Op.RSQRT, [g.add(Op.ADD, [var, ctx.const(np.asarray(eps, x.dtype))],
+                                     name=f"{node.name}_var_eps")], name=f"{node.name}_invstd")
+        stats = [mean, inv]
+        if x.dtype != np.float32:
+            stats = [g.add(Op.CAST, [v], {"dtype": np.dtype(np.float32)}) for v in stats]
+        outs += stats
+    return outs
 
 
 _REDUCE = {"ReduceMean": (Op.MEAN, 18), "ReduceSum": (Op.SUM, 13), "ReduceMax": (Op.MAX, 18),

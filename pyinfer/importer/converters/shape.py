@@ -18,7 +18,7 @@ from ...graph.families.onnx_ops import reshape_target, slice_index, sliced_dim
 from ...graph.ir import Op
 from ..convert import converter
 from ._common import (bindable, hint, ints, norm_axes, require_const, reshape, result,
-                      sym_of_shape)
+                      shape_operand, sym_of_shape)
 
 
 @converter("Shape")
@@ -83,6 +83,7 @@ def _reshape(ctx, node):
             if sx is not None and all(isinstance(d, int) for d in out.shape):
                 ctx.symbolic[out] = sx.reshape(out.shape)
             return [out]
+    shape_operand(ctx, node, shape, "shape")
     return [ctx.graph.add(Op.DYNAMIC_RESHAPE, [x, shape],
                           {"allowzero": allowzero, "shape_hint": hint(ctx, s)}, name=node.name)]
 
@@ -227,6 +228,8 @@ def _slice(ctx, node):
             return [result(ctx, sym, lambda: ctx.graph.add(
                 Op.DYNAMIC_SLICE, [x] + rest, {"shape_hint": shape_hint}, name=node.name),
                 dtype=x.dtype, name=node.output[0])]
+    for v, what in zip(rest, ("starts", "ends", "axes", "steps")):
+        shape_operand(ctx, node, v, what)
     # Starts/ends known only symbolically (x[:, :seq]): the common case has step 1 and
     # ends that are symbols (or past the end) on axes whose dim is that symbol.
     shape_hint = _slice_hint(ctx, x, syms)
@@ -289,10 +292,11 @@ def _expand(ctx, node):
                               name=node.output[0])]
     if shape.is_constant:
         attrs.pop("shape_hint")
+    shape_operand(ctx, node, shape, "shape")
     return [ctx.graph.add(Op.EXPAND, [x, shape], attrs, name=node.name)]
 
 
-@converter("Range")
+@converter("Range", opsets=(11, 28))  # 27 added stash_type, for float16/bfloat16 only
 def _range(ctx, node):
     start, limit, delta = ctx.inputs(node)
     if all(v.is_constant for v in (start, limit, delta)):
@@ -301,6 +305,8 @@ def _range(ctx, node):
         n = _range_len(a.item(), b.item(), c.item())
         return [ctx.const((a + np.arange(n, dtype=a.dtype) * c).astype(a.dtype),
                           name=node.output[0])]
+    for v, what in ((start, "start"), (limit, "limit"), (delta, "delta")):
+        shape_operand(ctx, node, v, what)
     sa, sb, sc = (ctx.sym(v) for v in (start, limit, delta))
     h = None
     if sa is not None and sb is not None and sc is not None and \
@@ -322,5 +328,6 @@ def _constant_of_shape(ctx, node):
         dims = tuple(int(e) for e in s.tolist())
         if int(np.prod(dims, dtype=np.int64)) * value.dtype.itemsize <= (1 << 20):
             return [ctx.const(np.full(dims, value, dtype=value.dtype), name=node.output[0])]
+    shape_operand(ctx, node, shape, "input")
     return [ctx.graph.add(Op.CONSTANT_OF_SHAPE, [shape],
                           {"value": value, "shape_hint": hint(ctx, s)}, name=node.name)]
