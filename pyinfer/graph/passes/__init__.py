@@ -16,6 +16,7 @@ from ..ir import VIEW_OPS, Graph
 # The modules keep their names in this package (``passes.patterns.PATTERNS``);
 # the pass functions are reached through ``PASSES``.
 from . import cnn, cse, dce, epilogue, fold, fuse, patterns, simplify
+from . import qdq  # int8: QDQ / ONNX Runtime quantized forms -> QGEMM
 
 PASSES = OrderedDict([
     ("fold", fold.fold),                # constants in, constants out
@@ -23,6 +24,7 @@ PASSES = OrderedDict([
     ("cse", cse.cse),                   # one node per distinct computation
     ("patterns", patterns.patterns),    # GELU, SiLU, softmax, layernorm, RMSNorm, attention
     ("cnn", cnn.cnn),                   # conv + batch norm / bias / residual / activation -> conv
+    ("qdq", qdq.qdq),                  # DQ->MatMul, DynamicQuantizeLinear->MatMulInteger -> QGEMM
     ("epilogue", epilogue.epilogue),    # matmul + bias + activation + residual -> GEMM
     ("fuse", fuse.fuse),                # elementwise chains (+ their reduction) -> one kernel
     ("dce", dce.dce),
