@@ -78,8 +78,9 @@ def link_kernels_library(cmd) -> None:
     target = os.path.join(cmd.build_lib, KERNELS_LIBRARY)
     if cmd.force or newer_group(objects, target):
         cmd.mkpath(os.path.dirname(target))
-        cmd.compiler.link_shared_object(
-            objects, target, extra_postargs=_link_args() + ["-Wl,-soname,libpyinfer_kernels.so"])
+        cmd.compiler.link_shared_object(  # libm: a Python extension gets it from python itself
+            objects, target, libraries=["m"],
+            extra_postargs=_link_args() + ["-Wl,-soname,libpyinfer_kernels.so"])
     if cmd.inplace or getattr(cmd, "editable_mode", False):
         cmd.mkpath(os.path.join(HERE, "pyinfer", "lib"))
         cmd.copy_file(target, os.path.join(HERE, KERNELS_LIBRARY))

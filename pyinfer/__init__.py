@@ -32,3 +32,5 @@ __all__ = _api_all + ["ops", "Graph", "Op", "Interpreter", "jit", "stats", "set_
            "UnsupportedError", "__version__"]
 __all__ += ["load", "ModelError", "UnsupportedOperatorError"]  # ONNX import
 __all__ += ["check"]  # pyinfer.check
+from .config import get_include, get_library_dir  # noqa: E402  (C hosts: pyinfer.h, libpyinfer_kernels.so)
+__all__ += ["get_include", "get_library_dir"]  # C ABI (pyinfer.config)

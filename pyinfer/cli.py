@@ -154,12 +154,16 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("info", help="version, ISA, threads, BLAS and backends",
                    description="Print what this install of pyinfer can use and why not.")
+    from .config import add_cli as add_config_cli  # 'config': flags for C hosts
+    add_config_cli(sub)
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from_command_line = argv is None
     args = _parser().parse_args(argv)
+    if getattr(args, "run_command", None):  # subcommands that bring their own runner
+        return args.run_command(args)
     if args.command == "info":
         return cmd_info()
     if args.command == "bench" and args.model is None:
