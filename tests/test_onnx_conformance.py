@@ -22,8 +22,13 @@ def _cases():
 
 
 @functools.lru_cache(maxsize=None)
+def _outcome(name):
+    # One case at a time, so that pytest-xdist workers share the work.
+    return support.run_case(next(c for c in _cases() if c.name == name))
+
+
 def _outcomes():
-    return support.run_all(list(_cases()))
+    return {c.name: _outcome(c.name) for c in _cases()}
 
 
 def _names():
@@ -40,7 +45,7 @@ def test_cases_were_found():
 
 @pytest.mark.parametrize("name", _names())
 def test_node_case(name):
-    outcome = _outcomes()[name]
+    outcome = _outcome(name)
     if name in EXPECTED:
         status, reason = EXPECTED[name]
         assert outcome.status == status, (
