@@ -123,6 +123,10 @@ def path_reason(path, x_shape, w_shape, stride, pads, dilation, groups, dtype, b
         wg = winograd_module()
         if wg is None:
             return "the winograd module is not built yet"
+        if pads[2] > 2 or pads[3] > 2:
+            # pi_winograd.c wants every output row/column to touch the input
+            # (Ho <= H + top); its supports() does not see the pads.
+            return f"trailing pads {pads[2:]} above 2"
         return wg.supports(tuple(x_shape), tuple(w_shape), tuple(stride), tuple(dilation),
                            groups, np.dtype(dtype))
     if path == "gemm1x1":
