@@ -18,6 +18,7 @@ from ._util import finish, note
 FOLD_LIMIT_BYTES = 1 << 20
 # Fused nodes are only made after folding; folding them would be harmless but pointless.
 NEVER_FOLD = frozenset({Op.FUSED_ELEMENTWISE, Op.FUSED_REDUCTION})
+NEVER_FOLD = NEVER_FOLD | {Op.DEQUANTIZE_LINEAR}  # int8 weights stay int8 for the qdq pass (it folds what it does not fuse)
 
 
 def fold(graph: Graph) -> None:

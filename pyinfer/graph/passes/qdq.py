@@ -12,6 +12,9 @@ graph output; otherwise the reason goes to ``graph.notes``):
   ``QGEMM(x, ...; a_mode="dynamic", out="float")``.
 * Epilogue: a float-output QGEMM without bias absorbs a following ``Add`` of a
   constant row vector (the bias), then an activation.
+
+The fold pass leaves DequantizeLinear alone (its NEVER_FOLD) so that constant
+int8 weights reach these rules; what no rule fused is folded here at the end.
 """
 from __future__ import annotations
 
@@ -157,6 +160,21 @@ def _absorb_epilogue(graph: Graph, node, use) -> bool:
     return True
 
 
+def _fold_leftover_weights(graph: Graph) -> bool:
+    """DequantizeLinear of constants that no rule fused (weight-only quantization):
+    computed once now, as the fold pass does for other constant nodes (which
+    leaves DequantizeLinear to this pass so the rules above see int8 weights)."""
+    from ..reference import eval_node
+    changed = False
+    for node in list(graph.nodes):
+        if node.op is Op.DEQUANTIZE_LINEAR and all(v is None or v.is_constant for v in node.inputs):
+            (r,) = eval_node(node, [None if v is None else v.data for v in node.inputs])
+            c = graph.constant(np.asarray(r, np.float32), name=f"{node.outputs[0].name}_folded")
+            graph.replace_uses(node.outputs[0], c)
+            changed = True
+    return changed
+
+
 def qdq(graph: Graph) -> None:
     changed = False
     for node in [n for n in graph.nodes if n.op in (Op.MATMUL, Op.GEMM)]:
@@ -169,3 +187,5 @@ def qdq(graph: Graph) -> None:
             changed |= rule(graph, node, users(graph))
         if changed:
             finish(graph)
+    if _fold_leftover_weights(graph):
+        finish(graph)
