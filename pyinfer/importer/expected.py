@@ -506,4 +506,83 @@ EXPECTED: dict = {
         ('unsupported', 'ONNX model: ai.onnx opset 7 is not supported (11-21 only)'),
     'test_xor_bcast4v4d':
         ('unsupported', 'ONNX model: ai.onnx opset 7 is not supported (11-21 only)'),
+    # quantization operators (converters/quant.py, the int8 helper's)
+    'test_dequantizelinear':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_dequantizelinear_axis':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_dequantizelinear_blocked':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_dequantizelinear_e4m3fn':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_dequantizelinear_e4m3fn_float16':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_dequantizelinear_e4m3fn_zero_point':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_dequantizelinear_e5m2':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_dequantizelinear_float4e2m1':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_dequantizelinear_int16':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_dequantizelinear_int2':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_dequantizelinear_int4':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_dequantizelinear_uint16':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_dequantizelinear_uint2':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_dequantizelinear_uint4':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_dynamicquantizelinear_expanded':
+        ('unsupported', 'operator not supported by pyinfer'),
+    'test_dynamicquantizelinear_max_adjusted_expanded':
+        ('unsupported', 'operator not supported by pyinfer'),
+    'test_dynamicquantizelinear_min_adjusted_expanded':
+        ('unsupported', 'operator not supported by pyinfer'),
+    'test_matmulinteger':
+        ('unsupported', 'ONNX model: ai.onnx opset 10 is not supported (pyinfer imports opsets 11-21, and ...'),
+    'test_qlinearmatmul_2D_int8_float16':
+        ('unsupported', 'B must be a constant 2-d matrix (a weight)'),
+    'test_qlinearmatmul_2D_int8_float32':
+        ('unsupported', 'B must be a constant 2-d matrix (a weight)'),
+    'test_qlinearmatmul_2D_uint8_float16':
+        ('unsupported', 'B must be a constant 2-d matrix (a weight)'),
+    'test_qlinearmatmul_2D_uint8_float32':
+        ('unsupported', 'B must be a constant 2-d matrix (a weight)'),
+    'test_qlinearmatmul_3D_int8_float16':
+        ('unsupported', 'B must be a constant 2-d matrix (a weight)'),
+    'test_qlinearmatmul_3D_int8_float32':
+        ('unsupported', 'B must be a constant 2-d matrix (a weight)'),
+    'test_qlinearmatmul_3D_uint8_float16':
+        ('unsupported', 'B must be a constant 2-d matrix (a weight)'),
+    'test_qlinearmatmul_3D_uint8_float32':
+        ('unsupported', 'B must be a constant 2-d matrix (a weight)'),
+    'test_quantizelinear':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_quantizelinear_axis':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_quantizelinear_blocked_asymmetric':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_quantizelinear_blocked_symmetric':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_quantizelinear_e4m3fn':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_quantizelinear_e5m2':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_quantizelinear_float4e2m1':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_quantizelinear_int16':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_quantizelinear_int2':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_quantizelinear_int4':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_quantizelinear_uint16':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_quantizelinear_uint2':
+        ('unsupported', 'supported for opsets 11-21 only'),
+    'test_quantizelinear_uint4':
+        ('unsupported', 'supported for opsets 11-21 only'),
 }

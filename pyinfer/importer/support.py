@@ -119,7 +119,55 @@ def collect(op_types=None) -> list:
                 sets.append((ins, outs))
             cases.append(Case(name, op, model, sets))
         return cases
+    cached = _load_cache(ops)
+    if cached is not None:
+        return cached
+    cases = _generate(ops)
+    _save_cache(ops, cases)
+    return cases
+
+
+def _cache_path(ops) -> str:
+    import hashlib
+
+    import onnx
+    from ..plan.select import _cache_dir
+    key = hashlib.sha1(",".join(sorted(ops)).encode()).hexdigest()[:12]
+    return os.path.join(_cache_dir(), f"onnx-node-cases-{onnx.__version__}-{key}.pkl")
+
+
+def _load_cache(ops):
+    """Generating the cases runs ONNX's Python pooling references (~10 s); the
+    result, per onnx version and operator set, is kept in pyinfer's cache dir."""
+    import pickle
+
+    import onnx
+    try:
+        with open(_cache_path(ops), "rb") as f:
+            rows = pickle.load(f)
+        return [Case(n, op, onnx.load_from_string(m), sets, rtol, atol)
+                for n, op, m, sets, rtol, atol in rows]
+    except Exception:
+        return None
+
+
+def _save_cache(ops, cases):
+    import pickle
+    path = _cache_path(ops)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            pickle.dump([(c.name, c.op_type, c.model.SerializeToString(), c.data_sets, c.rtol,
+                          c.atol) for c in cases], f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache dir only costs time
+
+
+def _generate(ops) -> list:
     from onnx.backend.test.case import node as case_node
+    cases = []
     keys = {op.lower(): op for op in ops}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
