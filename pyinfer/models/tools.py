@@ -259,13 +259,13 @@ def parse_profile(table: str) -> list:
     return rows
 
 
-def measure_ceilings(threads: int, repeat: int = 7) -> dict:
+def measure_ceilings(threads: int, repeat: int = 5) -> dict:
     """The machine's attainable peaks through pyinfer's own kernels: GFLOP/s of a
-    768^3 float32 GEMM and GB/s of a 3 x 32 MiB add (bytes read + written), best
-    of ``repeat``."""
+    512^3 float32 GEMM and GB/s of a 3 x 32 MiB add (bytes read + written, far
+    beyond the caches), best of ``repeat``."""
     from .. import ops
     rng = np.random.default_rng(0)
-    n = 768
+    n = 512
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     c = np.empty((n, n), np.float32)
@@ -316,7 +316,7 @@ def plot_roofline(points: list, ceilings: dict, path: str, title: str) -> None:
             label=f"measured roof: {peak:.0f} GFLOP/s, {bw:.1f} GB/s")
     for p in points:
         ax.scatter(p["intensity"], p["gflops"], s=20 + 400 * p["share"], alpha=0.6)
-        ax.annotate(p["kernel"][:28], (p["intensity"], p["gflops"]), fontsize=6,
+        ax.annotate(f"#{p['index']} {p['kernel'][:24]}", (p["intensity"], p["gflops"]), fontsize=6,
                     xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_yscale("log")
