@@ -34,3 +34,4 @@ __all__ += ["load", "ModelError", "UnsupportedOperatorError"]  # ONNX import
 __all__ += ["check"]  # pyinfer.check
 from .config import get_include, get_library_dir  # noqa: E402  (C hosts: pyinfer.h, libpyinfer_kernels.so)
 __all__ += ["get_include", "get_library_dir"]  # C ABI (pyinfer.config)
+from .export import save, to_onnx  # noqa: E402  (ONNX export; needs the onnx extra when called)

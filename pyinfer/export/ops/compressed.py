@@ -1,0 +1,115 @@
+"""Compressed and quantized ops: QUANTIZE_LINEAR, DEQUANTIZE_LINEAR,
+DYNAMIC_QUANTIZE_LINEAR, QGEMM and SPARSE_GEMM.
+
+* ``SPARSE_GEMM`` is a dense ``Gemm``/``MatMul`` on the pruned weight (its
+  meaning; the block-sparse storage is the planner's business), then bias and
+  activation.
+* ``QGEMM`` becomes the QDQ form every ONNX runtime understands (and ONNX
+  Runtime fuses back into its int8 kernels): the int8 weight stays int8 behind
+  a ``DequantizeLinear`` (per output column: axis 1), the activation goes
+  through ``DynamicQuantizeLinear`` (a_mode "dynamic") or ``QuantizeLinear``
+  with the calibrated scale and zero point ("static") and a
+  ``DequantizeLinear``, then ``MatMul`` + bias + activation (+ ``QuantizeLinear``
+  for a u8 result).  The int32 result of MatMulInteger is ``MatMulInteger``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...graph.ir import Op
+from ..registry import exporter
+from .nn import linear
+
+F32, U8, S8 = np.dtype(np.float32), np.dtype(np.uint8), np.dtype(np.int8)
+
+
+@exporter(Op.QUANTIZE_LINEAR)
+def _quantize(ctx, node, ins, outs):
+    x, scale, zero = (list(node.inputs) + [None, None])[:3]
+    ctx.one("QuantizeLinear", [ctx.value_as(x, F32), ctx.value_as(scale, F32), ins[2]], outs[0],
+            axis=_axis(node, scale))
+
+
+@exporter(Op.DEQUANTIZE_LINEAR)
+def _dequantize(ctx, node, ins, outs):
+    x, scale, zero = (list(node.inputs) + [None, None])[:3]
+    ctx.one("DequantizeLinear", [ins[0], ctx.value_as(scale, F32), ins[2]], outs[0],
+            axis=_axis(node, scale))
+
+
+def _axis(node, scale):
+    return int(node.attrs.get("axis", 1)) if scale is not None and scale.ndim == 1 and \
+        scale.shape[0] != 1 else None
+
+
+@exporter(Op.DYNAMIC_QUANTIZE_LINEAR)
+def _dynamic_quantize(ctx, node, ins, outs):
+    ctx.node("DynamicQuantizeLinear", [ctx.value_as(node.inputs[0], F32)], outs)
+
+
+def _weight_params(ctx, node, w, w_scale, w_zero):
+    """(scale name, zero-point name or '') for DequantizeLinear(w, axis=1): per-axis
+    parameters need one shape, and the zero point w's type."""
+    n = w.shape[1]
+    if w_zero is not None and not w_zero.is_constant:
+        raise ctx.unsupported(node, "a weight zero point computed at run time")
+    if w_scale is not None and not w_scale.is_constant:
+        return ctx.value_as(w_scale, F32), ""
+    s = np.asarray(w_scale.data, F32).reshape(-1)
+    z = None if w_zero is None else np.asarray(w_zero.data).reshape(-1)
+    if z is not None and not z.any():
+        z = None
+    if z is not None:
+        if z.min() < -128 or z.max() > 127:
+            raise ctx.unsupported(node, "a weight zero point outside int8's range")
+        if s.size != z.size:
+            s, z = np.broadcast_to(s, (n,)).copy(), np.broadcast_to(z, (n,)).copy()
+    if s.size == 1 and (z is None or z.size == 1):
+        s = s.reshape(())
+        z = None if z is None else z.reshape(())
+    return (ctx.const(s, f"{w.name}.scale"),
+            "" if z is None else ctx.const(z.astype(S8), f"{w.name}.zero"))
+
+
+@exporter(Op.QGEMM)
+def _qgemm(ctx, node, ins, outs):
+    a, w, w_scale, w_zero, bias, a_scale, a_zero = (list(node.inputs) + [None] * 7)[:7]
+    at = node.attrs
+    mode, out = at.get("a_mode", "dynamic"), at.get("out", "float")
+    if mode == "dynamic":
+        q, s, z = ctx.node("DynamicQuantizeLinear", [ctx.value_as(a, F32)], 3)
+    elif mode == "static":
+        s, z = ctx.value_as(a_scale, F32), ctx.value_as(a_zero, U8)
+        q = ctx.one("QuantizeLinear", [ctx.value_as(a, F32), s, z])
+    else:
+        q = ins[0]
+        s = ctx.value_as(a_scale, F32) if a_scale is not None else ctx.scalar(1.0, F32)
+        z = ctx.value_as(a_zero, U8) if a_zero is not None else ""
+    if out == "int32":
+        wz = ""
+        if w_zero is not None:
+            wz = ctx.const(np.asarray(w_zero.data).astype(S8), f"{w.name}.zero") \
+                if w_zero.is_constant else ctx.value_as(w_zero, S8)
+        ctx.one("MatMulInteger", [q, ins[1], z, wz], outs[0])
+        return
+    ws, wz = _weight_params(ctx, node, w, w_scale, w_zero)
+    wf = ctx.one("DequantizeLinear", [ins[1], ws, wz],
+                 axis=1 if w_scale is not None and w_scale.size != 1 else None)
+    af = ctx.one("DequantizeLinear", [q, s, z])
+    last = out == "float"
+    act = at.get("activation")
+    y = ctx.one("MatMul", [af, wf], outs[0] if last and bias is None and act is None else None)
+    if bias is not None:
+        y = ctx.one("Add", [y, ctx.value_as(bias, F32)], outs[0] if last and act is None else None)
+    if act is not None:
+        y = ctx.activation(y, act, F32, outs[0] if last else None)
+    if out == "u8":
+        ctx.one("QuantizeLinear", [y, ctx.scalar(at["out_scale"], F32),
+                                   ctx.scalar(at.get("out_zero", 0), U8)], outs[0])
+
+
+@exporter(Op.SPARSE_GEMM)
+def _sparse_gemm(ctx, node, ins, outs):
+    x, w = node.inputs[:2]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    linear(ctx, node, x, w, bias, None, node.attrs.get("activation"), outs[0])
