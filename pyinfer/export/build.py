@@ -307,8 +307,11 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, check: bool = True):
             ctx.one("Identity", [src], name)
         outputs.append(_value_info(ctx, name, v, symbols))
     inputs = [_value_info(ctx, v.name, v, symbols) for v in graph.inputs]
+    # Exporters see every input's name, so constants an exporter re-encoded (a weight
+    # scale broadcast per column, say) were made initializers too: keep the read ones.
+    read = {n for node in ctx.nodes for n in node.input} | {o.name for o in outputs}
     g = helper.make_graph(ctx.nodes, graph.name or "pyinfer", inputs, outputs,
-                          initializer=ctx.initializers)
+                          initializer=[t for t in ctx.initializers if t.name in read])
     from .. import __version__
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="pyinfer", producer_version=__version__,

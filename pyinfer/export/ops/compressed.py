@@ -5,8 +5,9 @@ DYNAMIC_QUANTIZE_LINEAR, QGEMM and SPARSE_GEMM.
   meaning; the block-sparse storage is the planner's business), then bias and
   activation.
 * ``QGEMM`` becomes the QDQ form every ONNX runtime understands (and ONNX
-  Runtime fuses back into its int8 kernels): the int8 weight stays int8 behind
-  a ``DequantizeLinear`` (per output column: axis 1), the activation goes
+  Runtime fuses back into its int8 kernels): the 8-bit weight stays 8-bit
+  behind a ``DequantizeLinear`` (per output column: axis 1; stored as uint8
+  with the zero point moved by 128, see ``_weight``), the activation goes
   through ``DynamicQuantizeLinear`` (a_mode "dynamic") or ``QuantizeLinear``
   with the calibrated scale and zero point ("static") and a
   ``DequantizeLinear``, then ``MatMul`` + bias + activation (+ ``QuantizeLinear``
@@ -47,28 +48,35 @@ def _dynamic_quantize(ctx, node, ins, outs):
     ctx.node("DynamicQuantizeLinear", [ctx.value_as(node.inputs[0], F32)], outs)
 
 
-def _weight_params(ctx, node, w, w_scale, w_zero):
-    """(scale name, zero-point name or '') for DequantizeLinear(w, axis=1): per-axis
-    parameters need one shape, and the zero point w's type."""
+def _weight(ctx, node, w, w_scale, w_zero, per_axis: bool):
+    """(weight, scale, zero point) names for DequantizeLinear / MatMulInteger.
+
+    A constant int8 weight is written as uint8 with its zero point moved up by
+    128, which dequantizes to the same values: ONNX Runtime fuses QDQ MatMuls
+    into its u8 x s8 kernel, whose AVX2 form (vpmaddubsw) saturates int16 pair
+    sums on full-range int8 weights (its documented "saturation issue"); u8 x u8
+    takes a path that does not."""
+    if not w.is_constant or (w_zero is not None and not w_zero.is_constant):
+        zero = "" if w_zero is None else ctx.value_as(w_zero, S8)
+        return ctx.name(w), ("" if w_scale is None else ctx.value_as(w_scale, F32)), zero
     n = w.shape[1]
-    if w_zero is not None and not w_zero.is_constant:
-        raise ctx.unsupported(node, "a weight zero point computed at run time")
-    if w_scale is not None and not w_scale.is_constant:
-        return ctx.value_as(w_scale, F32), ""
+    z = np.zeros((), np.int32) if w_zero is None else np.asarray(w_zero.data, np.int32).reshape(-1)
+    if z.min() < -128 or z.max() > 127:
+        raise ctx.unsupported(node, "a weight zero point outside int8's range")
+    w_u8 = (np.asarray(w.data, np.int16) + 128).astype(np.uint8)
+    wname = ctx.const(w_u8, f"{w.name}.u8")
+    if w_scale is None:        # MatMulInteger: one zero point, or one per column
+        z = z.reshape(()) if z.size == 1 else z
+        return wname, "", ctx.const((z + 128).astype(np.uint8), f"{w.name}.zero")
+    if not w_scale.is_constant:
+        raise ctx.unsupported(node, "a weight scale computed at run time")
     s = np.asarray(w_scale.data, F32).reshape(-1)
-    z = None if w_zero is None else np.asarray(w_zero.data).reshape(-1)
-    if z is not None and not z.any():
-        z = None
-    if z is not None:
-        if z.min() < -128 or z.max() > 127:
-            raise ctx.unsupported(node, "a weight zero point outside int8's range")
-        if s.size != z.size:
-            s, z = np.broadcast_to(s, (n,)).copy(), np.broadcast_to(z, (n,)).copy()
-    if s.size == 1 and (z is None or z.size == 1):
-        s = s.reshape(())
-        z = None if z is None else z.reshape(())
-    return (ctx.const(s, f"{w.name}.scale"),
-            "" if z is None else ctx.const(z.astype(S8), f"{w.name}.zero"))
+    if per_axis or z.size > 1:   # per-axis parameters: one shape for scale and zero point
+        s, z = np.broadcast_to(s, (n,)).copy(), np.broadcast_to(z, (n,)).copy()
+    else:
+        s, z = s.reshape(()), z.reshape(())
+    return (wname, ctx.const(s, f"{w.name}.scale"),
+            ctx.const((z + 128).astype(np.uint8), f"{w.name}.zero"))
 
 
 @exporter(Op.QGEMM)
@@ -86,15 +94,13 @@ def _qgemm(ctx, node, ins, outs):
         s = ctx.value_as(a_scale, F32) if a_scale is not None else ctx.scalar(1.0, F32)
         z = ctx.value_as(a_zero, U8) if a_zero is not None else ""
     if out == "int32":
-        wz = ""
-        if w_zero is not None:
-            wz = ctx.const(np.asarray(w_zero.data).astype(S8), f"{w.name}.zero") \
-                if w_zero.is_constant else ctx.value_as(w_zero, S8)
-        ctx.one("MatMulInteger", [q, ins[1], z, wz], outs[0])
+        wq, _, wz = _weight(ctx, node, w, None, w_zero, False)
+        ctx.one("MatMulInteger", [q, wq, z, wz], outs[0])
         return
-    ws, wz = _weight_params(ctx, node, w, w_scale, w_zero)
-    wf = ctx.one("DequantizeLinear", [ins[1], ws, wz],
-                 axis=1 if w_scale is not None and w_scale.size != 1 else None)
+    per_axis = w_scale.size != 1
+    wq, ws, wz = _weight(ctx, node, w, w_scale, w_zero, per_axis)
+    wf = ctx.one("DequantizeLinear", [wq, ws, wz],
+                 axis=1 if per_axis or (w_zero is not None and w_zero.size > 1) else None)
     af = ctx.one("DequantizeLinear", [q, s, z])
     last = out == "float"
     act = at.get("activation")
