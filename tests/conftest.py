@@ -18,3 +18,12 @@ settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHES
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+# Under pytest-xdist each worker is a process with its own OpenMP and Numba
+# pools; at the default budget (every core) two workers would run four threads
+# on CI's two cores, and an OpenMP barrier waiting for a descheduled thread
+# costs milliseconds.  One thread per worker; tests about threading set their own.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import pyinfer
+    pyinfer.set_num_threads(1)
