@@ -113,6 +113,10 @@ def _parse_options(options: str) -> dict:
             raise CallError(ERR_ARG, f"pi_model_load: argument 'options' expected comma-separated "
                                      f"key=value pairs, received {item!r}")
         if key == "backend":
+            from .. import registry
+            if value != "auto" and value not in registry.BACKENDS:
+                raise CallError(ERR_ARG, f"pi_model_load: option 'backend' expected auto or one "
+                                         f"of {', '.join(registry.BACKENDS)}, received {value!r}")
             kwargs["backend"] = value
         elif key == "threads":
             if not value.isdigit() or int(value) < 1:
