@@ -1,0 +1,150 @@
+"""int8 against fp32 and ONNX Runtime, same run, same thread budget.
+
+Groups (compare within a group; pytest-benchmark's table, or the ratios the
+run writes to extra_info):
+
+* ``qgemm MxKxN``: u8 x s8 GEMM to float32 (dequantize epilogue), weights
+  packed once (what a plan does) -- against our fp32 GEMM
+  (``pyinfer.ops.gemm(backend="c")``) and ONNX Runtime's MatMulInteger (a
+  one-node session with B as an initializer, int32 out).
+* ``mlp``: a 3-layer MLP (768-3072-768, batch 32) fp32 vs
+  ``pyinfer.compress.quantize_dynamic``, and ONNX Runtime fp32 vs its own
+  ``quantize_dynamic`` model.
+* ``minilm`` (when ``pyinfer.models.minilm``'s weights are installed): the
+  same four on all-MiniLM-L6-v2 at batch 1 x 128 tokens.
+
+Run: pytest bench/test_bench_quant.py --benchmark-only --bench-threads 2
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+import pyinfer
+from pyinfer import ops
+
+pytestmark = pytest.mark.benchmark(warmup=True, warmup_iterations=5, min_rounds=15,
+                                   max_time=2.0, disable_gc=True)
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+SHAPES = [(128, 384, 1536), (1024, 1024, 1024)]
+GEMM_CONTENDERS = ["pyinfer-int8", "pyinfer-fp32", "ort-MatMulInteger"]
+
+
+def _session(model_or_path, threads):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    src = model_or_path if isinstance(model_or_path, str) else model_or_path.SerializeToString()
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def _gemm_fn(contender, m, k, n, threads):
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (m, k), dtype=np.uint8)
+    b = rng.integers(-128, 128, (k, n), dtype=np.int8)
+    if contender == "pyinfer-int8":
+        w = ops.qweight(b, 0)
+        scale = np.full(n, 1e-3, np.float32)
+        out = np.empty((m, n), np.float32)
+        ops.qgemm(a, w, 7, None, 0.1, scale, out=out)  # packs the weight once
+        return lambda: ops.qgemm(a, w, 7, None, 0.1, scale, out=out)
+    if contender == "pyinfer-fp32":
+        af = rng.standard_normal((m, k)).astype(np.float32)
+        bf = rng.standard_normal((k, n)).astype(np.float32)
+        out = np.empty((m, n), np.float32)
+        return lambda: ops.gemm(af, bf, out=out, backend="c")
+    node = helper.make_node("MatMulInteger", ["a", "b", "za"], ["y"])
+    g = helper.make_graph([node], "mmi", [helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT32, [m, n])],
+                          [numpy_helper.from_array(b, "b"), numpy_helper.from_array(np.uint8(7), "za")])
+    sess = _session(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), threads)
+    feed = {"a": a}
+    return lambda: sess.run(None, feed)
+
+
+@pytest.mark.parametrize("contender", GEMM_CONTENDERS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_qgemm(benchmark, threads, shape, contender):
+    benchmark.group = f"qgemm {'x'.join(map(str, shape))} ({threads} threads)"
+    fn = _gemm_fn(contender, *shape, threads)
+    fn()
+    benchmark(fn)
+
+
+# ---- models ---------------------------------------------------------------------------
+
+def _mlp_onnx(path, d=768, h=3072, seed=0):
+    rng = np.random.default_rng(seed)
+    arrs = {"w1": rng.standard_normal((d, h)) * 0.03, "b1": rng.standard_normal(h) * 0.1,
+            "w2": rng.standard_normal((h, h // 4)) * 0.03, "b2": rng.standard_normal(h // 4) * 0.1,
+            "w3": rng.standard_normal((h // 4, d)) * 0.03}
+    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in arrs.items()]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["a1"]), helper.make_node("Add", ["a1", "b1"], ["a2"]),
+             helper.make_node("Relu", ["a2"], ["a3"]), helper.make_node("MatMul", ["a3", "w2"], ["a4"]),
+             helper.make_node("Add", ["a4", "b2"], ["a5"]), helper.make_node("Relu", ["a5"], ["a6"]),
+             helper.make_node("MatMul", ["a6", "w3"], ["y"])]
+    g = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", d])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", d])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, path)
+
+
+_TMP = tempfile.mkdtemp(prefix="pyinfer_bench_quant_")
+
+
+def _model_paths(name):
+    """(fp32 path, ORT-int8 path, feeds) for a bench model, built once."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    fp32 = os.path.join(_TMP, f"{name}.onnx")
+    int8 = os.path.join(_TMP, f"{name}_int8.onnx")
+    if name == "mlp":
+        if not os.path.exists(fp32):
+            _mlp_onnx(fp32)
+        feeds = {"x": np.random.default_rng(1).standard_normal((32, 768)).astype(np.float32)}
+    else:
+        try:
+            from pyinfer.models import minilm
+            src = str(minilm.onnx_path())
+        except Exception as e:  # weights package not installed
+            pytest.skip(f"MiniLM unavailable: {e}")
+        fp32 = src
+        sess = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+        feeds = {}
+        for i in sess.get_inputs():
+            feeds[i.name] = np.ones((1, 128), np.int64) if "mask" in i.name else \
+                np.random.default_rng(2).integers(100, 2000, (1, 128)).astype(np.int64) \
+                if "input_ids" in i.name else np.zeros((1, 128), np.int64)
+    if not os.path.exists(int8):
+        quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8, per_channel=True)
+    return fp32, int8, feeds
+
+
+MODEL_CONTENDERS = ["pyinfer-fp32", "pyinfer-int8", "ort-fp32", "ort-int8"]
+
+
+@pytest.mark.parametrize("contender", MODEL_CONTENDERS)
+@pytest.mark.parametrize("model", ["mlp", "minilm"])
+def test_model(benchmark, threads, model, contender):
+    from pyinfer.compress import quantize_dynamic
+    benchmark.group = f"{model} ({threads} threads)"
+    fp32, int8, feeds = _model_paths(model)
+    if contender.startswith("ort"):
+        sess = _session(int8 if contender == "ort-int8" else fp32, threads)
+        fn = lambda: sess.run(None, feeds)  # noqa: E731
+    else:
+        g = pyinfer.load(fp32)
+        if contender == "pyinfer-int8":
+            g = quantize_dynamic(g)
+        it = pyinfer.Interpreter(g)
+        fn = lambda: it.run(feeds)  # noqa: E731
+    fn()
+    benchmark(fn)
