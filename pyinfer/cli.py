@@ -156,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
                    description="Print what this install of pyinfer can use and why not.")
     from .config import add_cli as add_config_cli  # 'config': flags for C hosts
     add_config_cli(sub)
+    from .compress.cli import add_parser as add_compress_cli; add_compress_cli(sub)  # noqa: E702  'compress'
     return p
 
 
