@@ -183,21 +183,37 @@ def _onnx_values(proto, feeds) -> tuple:
 
 
 def _onnx_name_map(proto, g) -> dict:
-    """ONNX tensor name -> pyinfer Value: the graph outputs by name, and the
-    outputs of the one pyinfer node named like the ONNX node that made them
-    (converters name their node after the ONNX node; an ONNX node that became
-    several pyinfer nodes, or none, is not compared)."""
-    by_name, nodes_named = {}, {}
-    for node in g.nodes:
-        nodes_named.setdefault(node.name, []).append(node)
+    """ONNX tensor name -> pyinfer Value, for the tensors that can be matched:
+    the graph outputs by name, and the outputs of the pyinfer node a converter
+    made for an ONNX node.  Converters name their nodes after the ONNX node
+    (``N``, then ``N_<k>`` for more), and the last of them produces the result;
+    a candidate whose shape or dtype differs from the ONNX tensor's is not
+    compared (see ``_comparable``), nor is an ONNX node that left no node."""
+    import re
+    onnx_names = {n.name for n in proto.graph.node}
+    family: dict = {}
+    for node in g.nodes:       # graph order: the last one made per ONNX node wins
+        base = node.name
+        if base not in onnx_names:
+            m = re.fullmatch(r"(.*)_\d+", node.name)
+            base = m.group(1) if m and m.group(1) in onnx_names else None
+        if base is not None:
+            family[base] = node
+    by_name = {}
     for onnx_node in proto.graph.node:
-        match = nodes_named.get(onnx_node.name, [])
-        if len(match) == 1 and len(match[0].outputs) == len(onnx_node.output):
-            for name, v in zip(onnx_node.output, match[0].outputs):
+        node = family.get(onnx_node.name)
+        if node is not None and len(node.outputs) == len(onnx_node.output):
+            for name, v in zip(onnx_node.output, node.outputs):
                 by_name[name] = v
     for v in g.outputs:
         by_name[v.output_name or v.name] = v
     return by_name
+
+
+def _comparable(v, ref) -> bool:
+    ref = np.asarray(ref)
+    return tuple(v.shape) == ref.shape and (v.dtype == ref.dtype or
+                                            (v.dtype.kind == ref.dtype.kind == "f"))
 
 
 def _node_graph(node, env):
@@ -285,7 +301,8 @@ def check(model, inputs=None, *, backend: str = "auto", reference: Optional[str]
         for node in proto.graph.node:
             for name in node.output:
                 v = by_name.get(name)
-                if not name or v is None or name not in onnx_vals:
+                if not name or v is None or name not in onnx_vals or \
+                        not _comparable(v, onnx_vals[name]):
                     continue
                 n += 1
                 bad = compare(value_of(v), onnx_vals[name], rtol, atol)

@@ -199,6 +199,24 @@ def test_check_finds_the_corrupted_node(tiny, broken_softmax, capsys):
                      r"0\.001, rel err \S+", out), out
 
 
+def test_check_finds_a_wrong_conversion_in_the_import_stage(tiny, monkeypatch):
+    """A converter that makes Abs of a Relu: the imported graph itself is wrong,
+    which only the comparison with ONNX's own reference can see."""
+    from pyinfer.importer import convert
+    convert.load_converters()
+    key = next(k for k in convert._CONVERTERS if k[1] == "Relu")
+
+    def abs_instead(ctx, node):
+        (x,) = ctx.inputs(node)
+        return [ctx.graph.add(pyinfer.Op.ABS, [x], name=node.name)]
+    monkeypatch.setitem(convert._CONVERTERS, key, [dataclasses.replace(c, fn=abs_instead)
+                                                   for c in convert._CONVERTERS[key]])
+    result = pyinfer.check(tiny, dims={"batch": 16}, seed=3)
+    assert result.first.stage == "import" and result.first.node == "relu1"
+    assert result.first.op == "Relu" and result.first.max_abs > 0.1
+    assert result.stages["kernels"][1] == 0       # every kernel does what its node says
+
+
 def test_check_on_a_graph_against_the_numpy_reference(broken_softmax):
     g = pyinfer.Graph("g")
     x = g.input("x", ("batch", 6), np.float64)
