@@ -61,8 +61,7 @@ def _model_options(p: argparse.ArgumentParser, seq_default: Optional[int] = 128,
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pyinfer", description="pyinfer: inference kernels in C and Numba.")
-    sub = p.add_subparsers(dest="command", metavar="{run,bench,profile,graph,check,info}",
-                           required=True)
+    sub = p.add_subparsers(dest="command", required=True)   # lists every command added below
     r = sub.add_parser(
         "run", help="run a model (none: embed sentences with all-MiniLM-L6-v2)",
         description="Run MODEL.onnx once on the given (or random) inputs and print its outputs "
