@@ -65,18 +65,23 @@ def _cosine(a, b):
 
 # ---- the graph, independently of pyinfer ----------------------------------------------------
 
-@pytest.mark.parametrize("layer_norm", ["fused", "decomposed"])
-def test_onnx_graph_equals_numpy_under_onnxruntime(weights, config, layer_norm):
-    model = bert.build_onnx(weights, config, layer_norm=layer_norm)
-    import onnx
-    onnx.checker.check_model(model, full_check=False)
+@pytest.fixture(scope="module")
+def decomposed_session(weights, config):
+    """The graph with LayerNorm as ReduceMean/Sub/Pow/... (what opsets < 17 get)."""
+    model = bert.build_onnx(weights, config, layer_norm="decomposed")
     so = ort.SessionOptions()
     so.intra_op_num_threads = 2
-    sess = ort.InferenceSession(model.SerializeToString(), so,
-                                providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return model, lambda feeds: sess.run(list(bert.OUTPUTS), feeds)
+
+
+@pytest.mark.parametrize("layer_norm", ["fused", "decomposed"])
+def test_onnx_graph_equals_numpy_under_onnxruntime(weights, config, ort_session,
+                                                   decomposed_session, layer_norm):
+    run = ort_session if layer_norm == "fused" else decomposed_session[1]
     feeds = _feeds(3, 12, seed=1)
     assert (feeds["attention_mask"] == 0).any() and (feeds["attention_mask"] == 1).any()
-    hidden, emb = sess.run(list(bert.OUTPUTS), feeds)
+    hidden, emb = run(feeds)
     ref_hidden, ref_emb = bert.numpy_forward(weights, config, *(feeds[n] for n in bert.INPUTS))
     assert hidden.shape == (3, 12, 384) and emb.shape == (3, 384)
     # float32 (ORT) against float64 (NumPy).  The widest sum is the FFN's K = 1536:
@@ -89,15 +94,18 @@ def test_onnx_graph_equals_numpy_under_onnxruntime(weights, config, layer_norm):
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-6)
 
 
-def test_graph_has_dynamic_batch_and_sequence_and_pytorch_export_ops(weights, config):
-    model = bert.build_onnx(weights, config)
-    ops = {n.op_type for n in model.graph.node}
+def test_graph_has_dynamic_batch_and_sequence_and_pytorch_export_ops(decomposed_session):
+    import onnx
+    fused = onnx.load(str(minilm.onnx_path()))
+    onnx.checker.check_model(fused)
+    ops = {n.op_type for n in fused.graph.node}
     assert {"Gather", "Shape", "Slice", "LayerNormalization", "MatMul", "Add", "Reshape",
             "Transpose", "Div", "Softmax", "Erf", "Mul", "ReduceSum", "Clip"} <= ops
-    for v in model.graph.input:
+    for v in fused.graph.input:
         dims = [d.dim_param for d in v.type.tensor_type.shape.dim]
         assert dims == ["batch", "sequence"], v.name
-    decomposed = {n.op_type for n in bert.build_onnx(weights, config, "decomposed").graph.node}
+    assert [o.name for o in fused.graph.output] == list(bert.OUTPUTS)
+    decomposed = {n.op_type for n in decomposed_session[0].graph.node}
     assert "LayerNormalization" not in decomposed and {"ReduceMean", "Pow", "Sqrt"} <= decomposed
 
 
@@ -145,10 +153,8 @@ def test_embed_gives_meaningful_similarities(ort_session):
 
 def test_pyinfer_check_finds_no_divergence_on_minilm():
     import pyinfer
-    from pyinfer.models import tools
-    loaded = tools.load("minilm")
-    feeds = tools.make_inputs(loaded, {}, batch=2, seq=8)
-    result = pyinfer.check(loaded.path, feeds)
+    feeds = minilm.tokenize(["A man is eating food.", "Two men pushed carts."], pad_to=8)
+    result = pyinfer.check(str(minilm.onnx_path()), feeds)
     assert result.ok, result.report()
     n_import, _, _ = result.stages["import"]
     n_nodes, _, _ = result.stages["kernels"]
