@@ -571,3 +571,19 @@ def test_quantize_dynamic_model_exported_as_qdq_runs_in_ort_within_int8_toleranc
     bound = (s_a / 2) * np.abs(w).sum(axis=0) + np.abs(x) @ np.ones_like(w) * (s_w / 2) \
         + 48 * s_a * s_w / 4
     assert np.all(np.abs(got - evaluate(g32, [x])[0]) <= bound + 1e-4)
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+def test_outputs_that_are_inputs_constants_or_shapes(opset):
+    g = Graph("io")
+    x = g.input("x", ("n", 3), F32)
+    g.output(x, "same")
+    g.output(g.constant(np.arange(3, dtype=F32)), "c")
+    g.output(g.add(Op.SHAPE, [x], {"start": 1}), "s")
+    exported = to_onnx(g, opset=opset)
+    assert [o.name for o in exported.graph.output] == ["same", "c", "s"]
+    xv = np.arange(12, dtype=F32).reshape(4, 3)
+    same, c, s = _ort(exported, {"x": xv})
+    np.testing.assert_array_equal(same, xv)
+    np.testing.assert_array_equal(c, np.arange(3, dtype=F32))
+    np.testing.assert_array_equal(s, [3])

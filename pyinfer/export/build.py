@@ -281,7 +281,8 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, check: bool = True):
     for v in graph.outputs:
         name = v.output_name or v.name
         if name in ctx.used and v not in graph.inputs:
-            raise ModelError(f"export: graph output name '{name}' is used twice")
+            raise ModelError(f"export: graph output name '{name}' is used twice (a value "
+                             f"returned twice has one name: return a copy under the other)")
         ctx.used.add(name)
         if v not in out_names and not v.is_constant and v not in graph.inputs:
             out_names[v] = name

@@ -133,11 +133,10 @@ def _shape(ctx, node, ins, outs):
         ctx.one("Shape", ins, outs[0], start=int(start) if start else None,
                 end=None if end is None else int(end))
         return
-    full = ctx.one("Shape", ins, None if (not start and end is None) else None)
     if not start and end is None:
-        ctx.identity(full, outs[0])
+        ctx.one("Shape", ins, outs[0])
         return
-    ctx.one("Slice", [full, ctx.ints([start], "starts"),
+    ctx.one("Slice", [ctx.one("Shape", ins), ctx.ints([start], "starts"),
                       ctx.ints([INT64_MAX if end is None else end], "ends")], outs[0])
 
 
