@@ -11,7 +11,7 @@
  * micro-kernels of pi_gemm_ukernels.h: residual add and activation happen on
  * the accumulators; the per-output-channel bias rides in the K loop as the
  * ones row, so it costs one FMA per output instead of a pass.  Clip (ReLU6)
- * has no micro-kernel code: it is applied to the tile just stored, still in L1.
+ * has no micro-kernel code: it clamps the tile just stored, still in L1.
  *
  * Loops (BLIS order, M = output channels is small, N = pixels is large):
  *   unit (n, g, column chunk, row block) -- one per thread at a time;
@@ -394,7 +394,7 @@ PI_EXPORT int CV_PUB(_conv2d_gemm)(const pi_conv2d_shape *s, int mr, const CV(t)
                         ep.alpha_f = 1.0f;
                         ep.first = first;
                         ep.last = last;
-                        ep.act = clip ? PI_ACT_NONE : act;
+                        ep.act = act;
                         ep.bias = NULL;
                         ep.r = NULL;
                         ep.r_rs = 0;

@@ -150,8 +150,8 @@ int pi_f64_binary(int op, pi_index outer, pi_index inner,
  * pad_l (the trailing ones follow from oh, ow), c and k divisible by groups.
  * x may have any (aligned) byte strides x_ns, x_cs, x_hs, x_ws; y and r (NULL:
  * none) are C-contiguous n x k x oh x ow and never overlap x.  act is a
- * PI_ACT_* code; clip != 0 then clamps to [clip_lo, clip_hi] (ReLU6) with act
- * PI_ACT_NONE.  ws: workspace of at least the matching *_workspace_bytes,
+ * PI_ACT_* code; clip != 0 then clamps the activated value to [clip_lo,
+ * clip_hi] (ReLU6: PI_ACT_NONE, 0, 6).  ws: workspace of at least the matching *_workspace_bytes,
  * computed with the thread count of the call.
  *
  * Implicit GEMM (any groups): weights packed once by *_conv2d_pack_weights
@@ -305,8 +305,9 @@ int pi_f64_resize_linear(pi_index n, pi_index c, const double *x, pi_index x_ns,
  * scale: n floats (a_scale * b_scale[j]), bias: n floats or NULL.  C's element
  * (i, j) is at (char *)c + i*c_rs + j*c_cs and must not overlap A or B.
  * ukernel: an index into the micro-kernel list, or -1 for the best on the
- * current ISA; the choice is recorded in the packed B, and pi_u8s8_gemm
- * returns PI_ERR_UNSUPPORTED for one packed on an ISA not available now. */
+ * current ISA for these weights (7-bit weights get a faster AVX2 kernel); the
+ * choice is recorded in the packed B, and pi_u8s8_gemm returns
+ * PI_ERR_UNSUPPORTED for one packed on an ISA not available now. */
 #define PI_QOUT_S32 0
 #define PI_QOUT_F32 1
 #define PI_QOUT_U8 2
@@ -314,6 +315,16 @@ int pi_u8s8_gemm_ukernel_info(int index, int *isa, int *mr, int *nr, int *ku, in
                               const char **name);
 /* 1 if this CPU runs micro-kernel `index` at the current ISA setting, else 0. */
 int pi_u8s8_gemm_ukernel_runs(int index);
+/* Weight bits micro-kernel `index` is exact for: 8 (any s8 weight) or 7 (only
+ * weights with every |b - b_zero| <= 64; pi_u8s8_pack_b refuses others). */
+int pi_u8s8_gemm_ukernel_weight_bits(int index);
+/* 7 if every |b[p][j] - b_zero[j]| <= 64 (b_zero NULL: 0), else 8. */
+int pi_u8s8_weight_bits(pi_index k, pi_index n, const signed char *b, pi_index b_rs,
+                        pi_index b_cs, const int *b_zero);
+/* The micro-kernel pi_u8s8_pack_b picks for these weights with ukernel -1:
+ * the best on the current ISA that is exact for them (-1 if none). */
+int pi_u8s8_gemm_ukernel_for(pi_index k, pi_index n, const signed char *b, pi_index b_rs,
+                             pi_index b_cs, const int *b_zero);
 pi_index pi_u8s8_packed_b_bytes(int ukernel, pi_index k, pi_index n);
 int pi_u8s8_pack_b(int ukernel, pi_index k, pi_index n,
                    const signed char *b, pi_index b_rs, pi_index b_cs, const int *b_zero,
