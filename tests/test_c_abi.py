@@ -141,6 +141,20 @@ def test_kernel_demo_gemm_is_bit_equal_to_python(kernel_demo, m, n, k):
     _assert_bit_equal(got, want, f"gemm {m}x{n}x{k}")
 
 
+def test_kernel_demo_gemm_on_two_threads_is_bit_equal_to_python(kernel_demo):
+    # the suite runs one thread per xdist worker: cover the parallel split too
+    before = pyinfer.get_num_threads()
+    pyinfer.set_num_threads(2)
+    try:
+        done = _run([kernel_demo, "gemm", "131", "67", "300"])
+        a, b, bias = _kernel_inputs(131, 67, 300)
+        want = pyinfer.ops.gemm(a, b, bias, activation="relu", backend="c")
+    finally:
+        pyinfer.set_num_threads(before)
+    assert done.returncode == 0, done.stderr
+    _assert_bit_equal(_parse_blocks(done.stdout)[("gemm", 131, 67, 300)], want, "gemm 2 threads")
+
+
 def test_kernel_demo_default_run_is_bit_equal_to_python(kernel_demo):
     done = _run([kernel_demo])
     assert done.returncode == 0, done.stderr
@@ -261,6 +275,24 @@ def test_embed_demo_is_bit_equal_to_python(build, embed_flags, tiny_model):
     _check_against_python(done.stdout, tiny_model, 1)
 
 
+def test_embed_demo_sizes_outputs_of_a_symbolic_batch_model(build, embed_flags, tiny_model):
+    # tiny.onnx with batch dim "N": embed_demo takes N = 1, pi_model_output_dims sizes y
+    import onnx
+    sym = onnx.load(tiny_model)
+    sym.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    sym.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    path = str(build / "tiny_batch_n.onnx")
+    onnx.save(sym, path)
+    exe = _compile(os.path.join(EXAMPLES, "embed_demo.c"), str(build / "embed_demo_sym"),
+                   embed_flags)
+    done = _run([exe, path])
+    assert done.returncode == 0, done.stderr
+    assert "input 0: x dtype 1 dims -1 4" in done.stdout
+    assert "thread 0 output y 1 3" in done.stdout
+    want = pyinfer.Interpreter(pyinfer.load(path)).run([_embed_input(0, (1, 4))])[0]
+    _assert_bit_equal(_thread_outputs(done.stdout)[0]["y"], want, "symbolic batch")
+
+
 def _sanitized_env() -> dict:
     return {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=23",
             "LSAN_OPTIONS": f"suppressions={os.path.join(HERE, 'lsan.supp')}:print_suppressions=0",
@@ -317,6 +349,12 @@ BAD_INPUTS = {
     "run_output_dims": (ERR_SHAPE, ["outputs[0] ('y')", "[2, 3]", "[3, 3]"]),
     "run_output_dtype": (ERR_DTYPE, ["outputs[0]", "PI_DTYPE_INT32"]),
     "run_output_null_data": (ERR_ARG, ["outputs[0]", "data is NULL"]),
+    "output_dims_null_rank": (ERR_ARG, ["pi_model_output_dims", "'rank'"]),
+    "output_dims_null_inputs": (ERR_ARG, ["pi_model_output_dims", "'inputs' is NULL"]),
+    "output_dims_wrong_count": (ERR_ARG, ["'n_inputs' expected 1, received 2"]),
+    "output_dims_index_high": (ERR_ARG, ["'index'", "received 1"]),
+    "output_dims_input_dims": (ERR_SHAPE, ["inputs[0]", "[3, 4]"]),
+    "output_dims": (OK, []),
     "run_fake_handle": (ERR_HANDLE, ["pi_model_run", "not a live model handle"]),
     "run_ok": (OK, []),
     "free_null": (OK, []),
@@ -362,6 +400,7 @@ def test_bad_inputs_give_status_and_message_under_asan(build, embed_flags, tiny_
     assert untouched and all(flag == "1" for _, flag in untouched), untouched
     assert done.stdout.count("handle_after_failed_load 1") == 2
     assert "info x 1 2 2 4" in done.stdout
+    assert "output_dims 2 2 3" in done.stdout
 
     # the good run after all the bad ones still computes the right answer
     values = _floats(re.search(r"^output (.*)$", done.stdout, re.M).group(1))

@@ -7,7 +7,8 @@
  *                                         run gives the same bytes; outputs printed per thread
  *   embed_demo MODEL.onnx bench REPS      median microseconds per pi_model_run (one thread)
  *
- * Inputs must be float32; a symbolic dimension is taken as 1.  Thread t's
+ * Inputs must be float32; a symbolic input dimension is taken as 1 and the
+ * outputs are sized by pi_model_output_dims.  Thread t's
  * input is a fixed formula of the element index and t (exactly representable
  * values), so tests can rebuild it in NumPy; "%.9g" prints floats that read
  * back bit for bit.
@@ -55,11 +56,15 @@ static void fail(job *j, int status)
     snprintf(j->error, sizeof j->error, "%s", pi_last_error());
 }
 
-/* Describe tensor `index` (input or output) and give it a buffer. */
-static int setup_tensor(pi_model *model, int output, int index, pi_tensor *t, int thread)
+/* Describe tensor `index` and give it a buffer.  An input's symbolic dims
+ * are taken as 1; an output's dims are what the model makes of the inputs
+ * already set up in j (pi_model_output_dims). */
+static int setup_tensor(job *j, int output, int index, pi_tensor *t, int thread)
 {
-    int status = output ? pi_model_output_info(model, index, NULL, &t->dtype, &t->rank, t->dims)
-                        : pi_model_input_info(model, index, NULL, &t->dtype, &t->rank, t->dims);
+    int status = output ? pi_model_output_info(j->model, index, NULL, &t->dtype, NULL, NULL)
+                        : pi_model_input_info(j->model, index, NULL, &t->dtype, &t->rank, t->dims);
+    if (status == PI_OK && output)
+        status = pi_model_output_dims(j->model, j->n_in, j->in, index, &t->rank, t->dims);
     if (status != PI_OK)
         return status;
     if (t->dtype != PI_DTYPE_FLOAT32) {
@@ -68,7 +73,7 @@ static int setup_tensor(pi_model *model, int output, int index, pi_tensor *t, in
     }
     for (int d = 0; d < t->rank; d++)
         if (t->dims[d] < 0)
-            t->dims[d] = 1;  /* symbolic: pick 1 */
+            t->dims[d] = 1;  /* a symbolic input dim: pick 1 */
     t->data = calloc((size_t)(element_count(t) ? element_count(t) : 1), sizeof(float));
     if (t->data == NULL)
         return PI_ERR_INTERNAL;
@@ -93,10 +98,10 @@ static int setup_job(job *j, pi_model *model, int thread, int runs)
         return j->status = PI_ERR_UNSUPPORTED;
     }
     for (int i = 0; i < j->n_in; i++)
-        if ((j->status = setup_tensor(model, 0, i, &j->in[i], thread)) != PI_OK)
+        if ((j->status = setup_tensor(j, 0, i, &j->in[i], thread)) != PI_OK)
             return fail(j, j->status), j->status;
     for (int i = 0; i < j->n_out; i++)
-        if ((j->status = setup_tensor(model, 1, i, &j->out[i], thread)) != PI_OK)
+        if ((j->status = setup_tensor(j, 1, i, &j->out[i], thread)) != PI_OK)
             return fail(j, j->status), j->status;
     return PI_OK;
 }

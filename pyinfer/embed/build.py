@@ -50,6 +50,8 @@ extern "Python" int pi_py_count(const pi_model *, int, int *);
 extern "Python" int pi_py_info(const pi_model *, int, int, const char **, int *, int *,
                                long long *);
 extern "Python" int pi_py_run(pi_model *, int, const pi_tensor *, int, pi_tensor *);
+extern "Python" int pi_py_output_dims(pi_model *, int, const pi_tensor *, int, int *,
+                                      long long *);
 void pi_embed_set_error(const char *message);
 """
 
@@ -167,6 +169,7 @@ static int pi_py_free(pi_model *);
 static int pi_py_count(const pi_model *, int, int *);
 static int pi_py_info(const pi_model *, int, int, const char **, int *, int *, long long *);
 static int pi_py_run(pi_model *, int, const pi_tensor *, int, pi_tensor *);
+static int pi_py_output_dims(pi_model *, int, const pi_tensor *, int, int *, long long *);
 
 /* ---- the API (pyinfer_embed.h) ------------------------------------------ */
 PI_API int pi_model_load(const char *path, const char *options, pi_model **model)
@@ -239,6 +242,22 @@ PI_API int pi_model_output_info(const pi_model *model, int index, const char **n
     return pi_info(model, 1, index, name, dtype, rank, dims, "pi_model_output_info");
 }
 
+PI_API int pi_model_output_dims(pi_model *model, int n_inputs, const pi_tensor *inputs,
+                                int index, int *rank, long long *dims)
+{
+    if (model == NULL)
+        return pi_fail(PI_ERR_ARG, "pi_model_output_dims: argument 'model' is NULL");
+    if (n_inputs < 0 || (n_inputs > 0 && inputs == NULL))
+        return pi_fail(PI_ERR_ARG, "pi_model_output_dims: argument 'inputs' is NULL or "
+                                   "'n_inputs' < 0");
+    if (rank == NULL || dims == NULL)
+        return pi_fail(PI_ERR_ARG, "pi_model_output_dims: arguments 'rank' and 'dims' must "
+                                   "not be NULL");
+    if (!pi_booted())
+        return PI_ERR_INTERNAL;
+    return pi_answer(pi_py_output_dims(model, n_inputs, inputs, index, rank, dims));
+}
+
 PI_API int pi_model_run(pi_model *model, int n_inputs, const pi_tensor *inputs,
                         int n_outputs, pi_tensor *outputs)
 {
@@ -280,7 +299,8 @@ except BaseException as _exc:
         lib.pi_embed_set_error(_message)
         return 36 + 1  # PI_ERR_INTERNAL, answered
 
-    for _name in ("pi_py_load", "pi_py_free", "pi_py_count", "pi_py_info", "pi_py_run"):
+    for _name in ("pi_py_load", "pi_py_free", "pi_py_count", "pi_py_info", "pi_py_run",
+                  "pi_py_output_dims"):
         ffi.def_extern(name=_name)(_failed)
 """
 

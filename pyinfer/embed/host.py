@@ -251,6 +251,47 @@ class Host:
                 dims[i] = d
         return OK + 1
 
+    def input_shapes(self, m: Model, n_in, inputs, fn: str) -> list:
+        """The input dims, each checked against its spec (data is not read)."""
+        if n_in != m.n_in:
+            raise CallError(ERR_ARG, f"{fn}: argument 'n_inputs' expected {m.n_in}, "
+                                     f"received {n_in}")
+        shapes = []
+        for i, spec in enumerate(m.inputs):
+            t = inputs[i]
+            label = f"{fn}: inputs[{i}] ('{spec.name}')"
+            if t.dtype != spec.code:
+                raise CallError(ERR_DTYPE, f"{label} expected dtype {_dtype_name(spec.code)}, "
+                                           f"received {_dtype_name(t.dtype)}")
+            if t.rank != len(spec.dims):
+                raise CallError(ERR_SHAPE, f"{label} expected rank {len(spec.dims)}, "
+                                           f"received {t.rank}")
+            dims = tuple(t.dims[0:t.rank]) if t.rank else ()
+            if any(d < 0 or (w >= 0 and d != w) for d, w in zip(dims, spec.dims)):
+                raise CallError(ERR_SHAPE, f"{label} expected dims {list(spec.dims)} (-1: any), "
+                                           f"received {list(dims)}")
+            shapes.append(dims)
+        return shapes
+
+    def output_dims(self, handle, n_in, inputs, index, rank, dims) -> int:
+        fn = "pi_model_output_dims"
+        m = self.model(handle, fn)
+        shapes = self.input_shapes(m, n_in, inputs, fn)
+        if not 0 <= index < m.n_out:
+            raise CallError(ERR_ARG, f"{fn}: argument 'index' expected 0 <= index < "
+                                     f"{m.n_out}, received {index}")
+        try:
+            plan = m.interp.prepare(shapes)
+        except Exception as exc:  # noqa: BLE001
+            raise CallError(_status_of(exc), f"{fn}: {type(exc).__name__}: {exc}") from None
+        shape = tuple(plan.graph.outputs[index].shape)
+        if len(shape) > MAX_RANK:
+            raise CallError(ERR_UNSUPPORTED, f"{fn}: rank {len(shape)} exceeds PI_MAX_RANK")
+        rank[0] = len(shape)
+        for i, d in enumerate(shape):
+            dims[i] = int(d)
+        return OK + 1
+
     def run(self, handle, n_in, inputs, n_out, outputs) -> int:
         m = self.model(handle, "pi_model_run")
         if n_in != m.n_in:
@@ -288,6 +329,6 @@ def install(ffi, lib) -> Host:
 
     for name, fn in (("pi_py_load", host.load), ("pi_py_free", host.free),
                      ("pi_py_count", host.count), ("pi_py_info", host.info),
-                     ("pi_py_run", host.run)):
+                     ("pi_py_run", host.run), ("pi_py_output_dims", host.output_dims)):
         ffi.def_extern(name=name, onerror=on_error)(guarded(fn))
     return host

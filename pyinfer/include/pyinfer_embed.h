@@ -99,7 +99,15 @@ int pi_model_input_info(const pi_model *model, int index, const char **name,
 int pi_model_output_info(const pi_model *model, int index, const char **name,
                          int *dtype, int *rank, long long *dims);
 
+/* The dims output `index` will have when the model runs on these inputs
+ * (only their dtype, rank and dims are read, not their data): for models
+ * with symbolic dims, to size the output buffers.  Prepares (and caches) the
+ * plan for those input shapes, so the first call per shape costs a plan. */
+int pi_model_output_dims(pi_model *model, int n_inputs, const pi_tensor *inputs, int index,
+                         int *rank, long long *dims);
+
 /* Run the model: n_inputs tensors in input order, n_outputs caller-owned
- * output tensors in output order, filled in place. */
+ * output tensors in output order, filled in place.  Buffers are aligned to
+ * their element size (as malloc gives) and outputs do not overlap inputs. */
 int pi_model_run(pi_model *model, int n_inputs, const pi_tensor *inputs,
                  int n_outputs, pi_tensor *outputs);

@@ -157,6 +157,17 @@ int main(int argc, char **argv)
         t.data = NULL;
         bad_run("run_output_null_data", m, 1, &in, 1, &t);
     }
+    report("output_dims_null_rank", pi_model_output_dims(m, 1, &in, 0, NULL, dims));
+    report("output_dims_null_inputs", pi_model_output_dims(m, 1, NULL, 0, &rank, dims));
+    report("output_dims_wrong_count", pi_model_output_dims(m, 2, in2, 0, &rank, dims));
+    report("output_dims_index_high", pi_model_output_dims(m, 1, &in, 1, &rank, dims));
+    {
+        pi_tensor t = in;
+        t.dims[0] = 3;
+        report("output_dims_input_dims", pi_model_output_dims(m, 1, &t, 0, &rank, dims));
+    }
+    report("output_dims", pi_model_output_dims(m, 1, &in, 0, &rank, dims));
+    printf("output_dims %d %lld %lld\n", rank, dims[0], dims[1]);
     bad_run("run_fake_handle", (pi_model *)(uintptr_t)0xdeadbeef0, 1, &in, 1, &out);
 
     /* a good run after all of that */
