@@ -183,10 +183,17 @@ def _guarded(name: str, fn, args) -> int:
         if value is not None and value < 1:
             print(f"pyinfer {name}: --{key} expected an int >= 1, received {value}", file=sys.stderr)
             return 2
+    limits = None
     try:
         if getattr(args, "threads", None):
             import pyinfer
             pyinfer.set_num_threads(args.threads)
+            # pyinfer's blas backend calls OpenBLAS (through NumPy): the same budget.
+            try:
+                from threadpoolctl import threadpool_limits
+                limits = threadpool_limits(limits=args.threads, user_api="blas")
+            except ImportError:
+                pass
         return fn(args)
     except MissingDependencyError as exc:
         print(f"pyinfer {name}: {exc}", file=sys.stderr)
@@ -198,6 +205,9 @@ def _guarded(name: str, fn, args) -> int:
         print(f"pyinfer {name}: {exc}; ONNX models need the 'onnx' package "
               f"(pip install onnx, or the 'models' extra)", file=sys.stderr)
         return 1
+    finally:
+        if limits is not None:
+            limits.restore_original_limits()
 
 
 # ---- info --------------------------------------------------------------------
