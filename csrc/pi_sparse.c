@@ -168,34 +168,54 @@ PI_EXPORT int pi_f32_bsr_gemm(pi_index m, pi_index n, pi_index k,
 
 #else /* PI_SP_BODY: the vector panel loop, once per width */
 
+/* acc += the block-row products of stored block e (rows past k skipped). */
+PI_VTARGET static inline __attribute__((always_inline)) void
+PI_VFN(sp_block)(const sp_args *s, const char *xi, int e, VF acc[8][2], const int MR, const int NV)
+{
+    const pi_index br = s->br, bc = NV * PI_VW, x_rs = s->x_rs, x_cs = s->x_cs;
+    pi_index r0 = (pi_index)s->indices[e] * br;
+    pi_index kr = s->k - r0 < br ? s->k - r0 : br;
+    const float *w = s->values + (pi_index)e * br * bc;
+    const char *xk = xi + r0 * x_cs;
+    for (pi_index kk = 0; kk < kr; kk++, w += bc, xk += x_cs) {
+        VF w0 = V_LOAD(w), w1 = NV > 1 ? V_LOAD(w + PI_VW) : w0;
+        for (int r = 0; r < MR; r++) {
+            VF xv = V_SET1(*(const float *)(xk + r * x_rs));
+            acc[r][0] = V_FMA(xv, w0, acc[r][0]);
+            if (NV > 1)
+                acc[r][1] = V_FMA(xv, w1, acc[r][1]);
+        }
+    }
+}
+
 /* One MR x (NV*PI_VW) tile of Y at rows i0.., panel p.  MR and NV are
- * constants at every call site, so the accumulator array lives in registers
- * and the row loops unroll. */
+ * constants at every call site, so the accumulator arrays live in registers
+ * and the row loops unroll.  Small tiles (<= 4 accumulators) alternate two
+ * accumulator sets between blocks: two FMA chains per register instead of
+ * one, so the FMA latency (4 cycles) is not what bounds m = 1 and 2. */
 PI_VTARGET static inline __attribute__((always_inline)) void
 PI_VFN(sp_tile)(const sp_args *s, pi_index p, pi_index i0, const int MR, const int NV)
 {
-    VF acc[8][2];
+    VF acc[8][2], acc2[8][2];
+    const int two = MR * NV <= 4;
     for (int r = 0; r < MR; r++)
         for (int v = 0; v < NV; v++)
-            acc[r][v] = V_ZERO();
-    const pi_index br = s->br, bc = NV * PI_VW;
+            acc[r][v] = acc2[r][v] = V_ZERO();
+    const pi_index bc = NV * PI_VW;
     const char *xi = s->x + i0 * s->x_rs;
-    const pi_index x_rs = s->x_rs, x_cs = s->x_cs;
-    for (int e = s->indptr[p]; e < s->indptr[p + 1]; e++) {
-        pi_index r0 = (pi_index)s->indices[e] * br;
-        pi_index kr = s->k - r0 < br ? s->k - r0 : br;
-        const float *w = s->values + (pi_index)e * br * bc;
-        const char *xk = xi + r0 * x_cs;
-        for (pi_index kk = 0; kk < kr; kk++, w += bc, xk += x_cs) {
-            VF w0 = V_LOAD(w), w1 = NV > 1 ? V_LOAD(w + PI_VW) : w0;
-            for (int r = 0; r < MR; r++) {
-                VF xv = V_SET1(*(const float *)(xk + r * x_rs));
-                acc[r][0] = V_FMA(xv, w0, acc[r][0]);
-                if (NV > 1)
-                    acc[r][1] = V_FMA(xv, w1, acc[r][1]);
-            }
+    int e = s->indptr[p], e1 = s->indptr[p + 1];
+    if (two) {
+        for (; e + 1 < e1; e += 2) {
+            PI_VFN(sp_block)(s, xi, e, acc, MR, NV);
+            PI_VFN(sp_block)(s, xi, e + 1, acc2, MR, NV);
         }
     }
+    for (; e < e1; e++)
+        PI_VFN(sp_block)(s, xi, e, acc, MR, NV);
+    if (two)
+        for (int r = 0; r < MR; r++)
+            for (int v = 0; v < NV; v++)
+                acc[r][v] = V_ADD(acc[r][v], acc2[r][v]);
     /* epilogue in registers; a partial last panel goes through a buffer so
      * neither bias nor y is touched past column n */
     pi_index c0 = p * bc;
