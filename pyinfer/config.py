@@ -7,8 +7,8 @@
 
 The flags are pkg-config style and carry an rpath, so a program built with
 them runs without LD_LIBRARY_PATH.  ``--embed`` builds libpyinfer_embed.so
-for this environment first if needed (see pyinfer/embed/build.py for why it
-is built then, not at install).
+for this environment first if needed, into pyinfer's cache folder (see
+pyinfer/embed/build.py for why then and there, not at install).
 """
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def _summary(embed: bool) -> int:
         from .embed import LIBRARY_NAME, library_dir
         path = os.path.join(library_dir(), LIBRARY_NAME)
         out(f"embed:         {path}" + ("" if os.path.exists(path) else
-                                        "  (built on first 'config --embed')"))
+                                        "  (built by the first 'config --embed')"))
     out("compile:       cc prog.c $(python -m pyinfer config --cflags --libs)")
     out("               cc prog.c $(python -m pyinfer config --embed --cflags --libs)")
     return 0

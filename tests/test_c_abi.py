@@ -293,6 +293,19 @@ def test_embed_demo_sizes_outputs_of_a_symbolic_batch_model(build, embed_flags, 
     _assert_bit_equal(_thread_outputs(done.stdout)[0]["y"], want, "symbolic batch")
 
 
+def test_embedded_python_that_cannot_import_pyinfer_reports_it(build, embed_flags, tiny_model):
+    # PYTHONPATH comes first on the embedded sys.path: shadow pyinfer with a broken one
+    fake = build / "broken_site" / "pyinfer"
+    fake.mkdir(parents=True, exist_ok=True)
+    (fake / "__init__.py").write_text("raise RuntimeError('this pyinfer is broken')\n")
+    exe = _compile(os.path.join(EXAMPLES, "embed_demo.c"), str(build / "embed_demo_broken"),
+                   embed_flags)
+    done = _run([exe, tiny_model], PYTHONPATH=str(fake.parent))
+    assert done.returncode == 1
+    assert "could not import pyinfer: RuntimeError: this pyinfer is broken" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
 def _sanitized_env() -> dict:
     return {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=23",
             "LSAN_OPTIONS": f"suppressions={os.path.join(HERE, 'lsan.supp')}:print_suppressions=0",

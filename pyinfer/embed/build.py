@@ -12,10 +12,12 @@ pyinfer and its dependencies.  Everything that shapes the library goes into a
 key; a library whose stamp carries another key is rebuilt, atomically (a
 process already using the old file keeps its mapping).
 
-Where: ``pyinfer/lib/`` beside libpyinfer_kernels.so when that folder is
-writable (one -L and one rpath serve both libraries), else
-``<cache>/embed-<key>/`` (``$PYINFER_CACHE_DIR``, else
-``$XDG_CACHE_HOME/pyinfer``, else ``~/.cache/pyinfer``) for read-only installs.
+Where: ``<cache>/embed-<key>/`` (``$PYINFER_CACHE_DIR``, else
+``$XDG_CACHE_HOME/pyinfer``, else ``~/.cache/pyinfer``), never inside the
+installed package: ``pip uninstall`` removes only the files it installed, and
+a leftover ``site-packages/pyinfer/lib/`` would then shadow a later (editable)
+install as a namespace package.  One folder per key also keeps environments
+apart, and read-only installs work alike.
 
 The library's public functions are small C wrappers (``C_SOURCE``): they check
 pointers, keep the per-thread error message in C (so ``pi_last_error`` works
@@ -353,19 +355,8 @@ def _cache_dir() -> str:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pyinfer")
 
 
-def _writable(folder: str) -> bool:
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError:
-        return False
-    return os.access(folder, os.W_OK)
-
-
 def library_dir(key: str | None = None) -> str:
     """Where the embedding library lives (or will be built) for this environment."""
-    own = os.path.join(PACKAGE_DIR, "lib")
-    if _writable(own):
-        return own
     return os.path.join(_cache_dir(), f"embed-{key or _key(_settings())}")
 
 
@@ -423,7 +414,12 @@ def library_path(rebuild: bool = False) -> str:
     settings = _settings()
     key = _key(settings)
     folder = library_dir(key)
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        from ..errors import PyinferError
+        raise PyinferError(f"cannot create {folder} for {LIBRARY_NAME} ({exc.strerror}); set "
+                           f"PYINFER_CACHE_DIR to a writable folder") from None
     target = os.path.join(folder, LIBRARY_NAME)
     stamp = target + ".key"
     with _locked(folder):
