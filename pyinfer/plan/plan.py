@@ -86,7 +86,7 @@ def _bind(step: Step, static: dict):
     if not dynamic and out_static:
         if mode == "kw":
             return functools.partial(fn, *template, out=static[outs[0]], **kw), False
-        return functools.partial(fn, template, [static[o] for o in outs]), False
+        return functools.partial(fn, template, [static[o] for o in outs], **kw), False
     o0 = outs[0]
 
     def call(env):
@@ -98,7 +98,7 @@ def _bind(step: Step, static: dict):
         elif mode == "return":
             env[o0] = fn(*args, **kw)
         else:
-            fn(args, [static[o] if o in static else env[o] for o in outs])
+            fn(args, [static[o] if o in static else env[o] for o in outs], **kw)
     return call, True
 
 

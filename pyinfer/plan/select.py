@@ -42,7 +42,7 @@ class Step:
     backend: str = "numpy"
     kernel: str = ""        # human-readable kernel name for explain/profile
     is_view: bool = False   # produces a view, launches nothing
-    out_mode: str = "kw"    # "kw": fn(*args, out=o); "list": fn(args, outs); "return": o = fn(*args)
+    out_mode: str = "kw"    # "kw": fn(*args, out=o); "list": fn(args, outs, **kwargs); "return": o = fn(*args)
     in_place_ok: bool = False
     flops: int = 0
     # Temporaries the step needs while it runs: the planner gives each a slot in
