@@ -27,8 +27,8 @@
 #include <immintrin.h>
 #endif
 
-#define PI_QGEMM_ENTRY_(name, isa, MR, NR, KU, ES) \
-    {#name, PI_QGEMM_ISA_##isa, MR, NR, KU, ES, name},
+#define PI_QGEMM_ENTRY_(name, isa, MR, NR, KU, ES, WB) \
+    {#name, PI_QGEMM_ISA_##isa, MR, NR, KU, ES, WB, name},
 static const pi_qgemm_ukernel qtable[] = {PI_QGEMM_UKERNELS(PI_QGEMM_ENTRY_)};
 #define QCOUNT ((int)(sizeof(qtable) / sizeof(qtable[0])))
 
@@ -65,14 +65,45 @@ PI_EXPORT int pi_u8s8_gemm_ukernel_runs(int index)
     return isa <= pi_current_isa;
 }
 
-/* Best kernel for the current ISA: the highest ISA that runs, first in list order. */
-static int qselect(void)
+/* Best kernel for the current ISA and weights of `wbits` bits: the highest
+ * ISA that runs, first in list order among those exact for such weights. */
+static int qselect(int wbits)
 {
     int best = -1;
     for (int i = 0; i < QCOUNT; i++)
-        if (pi_u8s8_gemm_ukernel_runs(i) && (best < 0 || qtable[i].isa > qtable[best].isa))
+        if (pi_u8s8_gemm_ukernel_runs(i) && qtable[i].wb >= wbits &&
+            (best < 0 || qtable[i].isa > qtable[best].isa))
             best = i;
     return best;
+}
+
+PI_EXPORT int pi_u8s8_gemm_ukernel_weight_bits(int index)
+{
+    return index >= 0 && index < QCOUNT ? qtable[index].wb : 0;
+}
+
+/* 7 if every |b[p][j] - b_zero[j]| <= 64 (what WB 7 kernels need), else 8. */
+PI_EXPORT int pi_u8s8_weight_bits(pi_index k, pi_index n, const signed char *b, pi_index b_rs,
+                                  pi_index b_cs, const int *b_zero)
+{
+    for (pi_index j = 0; j < n; j++) {
+        const int z = b_zero ? b_zero[j] : 0;
+        const signed char *col = (const signed char *)PI_CPTR_ADD(b, j * b_cs);
+        for (pi_index p = 0; p < k; p++) {
+            const int d = *(const signed char *)PI_CPTR_ADD(col, p * b_rs) - z;
+            if (d < -64 || d > 64)
+                return 8;
+        }
+    }
+    return 7;
+}
+
+PI_EXPORT int pi_u8s8_gemm_ukernel_for(pi_index k, pi_index n, const signed char *b,
+                                       pi_index b_rs, pi_index b_cs, const int *b_zero)
+{
+    if (k < 0 || n < 0)
+        return -1;
+    return qselect(pi_u8s8_weight_bits(k, n, b, b_rs, b_cs, b_zero));
 }
 
 PI_EXPORT int pi_u8s8_gemm_ukernel_info(int index, int *isa, int *mr, int *nr, int *ku, int *es,
@@ -101,7 +132,7 @@ static pi_index sliver_bytes(const pi_qgemm_ukernel *u, pi_index k)
 PI_EXPORT pi_index pi_u8s8_packed_b_bytes(int ukernel, pi_index k, pi_index n)
 {
     if (ukernel < 0)
-        ukernel = qselect();
+        ukernel = qselect(8);
     if (ukernel < 0 || ukernel >= QCOUNT || k < 0 || n < 0)
         return 0;
     const pi_qgemm_ukernel *u = &qtable[ukernel];
@@ -112,14 +143,18 @@ PI_EXPORT int pi_u8s8_pack_b(int ukernel, pi_index k, pi_index n,
                              const signed char *b, pi_index b_rs, pi_index b_cs, const int *b_zero,
                              void *packed, pi_index packed_bytes)
 {
+    if (k < 0 || n < 0)
+        return PI_ERR_ARG;
     if (ukernel < 0)
-        ukernel = qselect();
-    if (ukernel < 0 || ukernel >= QCOUNT || k < 0 || n < 0)
+        ukernel = pi_u8s8_gemm_ukernel_for(k, n, b, b_rs, b_cs, b_zero);
+    if (ukernel < 0 || ukernel >= QCOUNT)
         return PI_ERR_ARG;
     if (packed_bytes < pi_u8s8_packed_b_bytes(ukernel, k, n))
         return PI_ERR_WORKSPACE;
     const pi_qgemm_ukernel *u = &qtable[ukernel];
-    const int NR = u->nr, KU = u->ku;
+    if (u->wb < 8 && pi_u8s8_weight_bits(k, n, b, b_rs, b_cs, b_zero) > u->wb)
+        return PI_ERR_ARG;
+    const int NR = u->nr, KU = u->ku, fold = u->wb < 8;
     const pi_index kg = cdiv(k, KU), nsl = cdiv(n, NR), sb = sliver_bytes(u, k);
     qheader *h = (qheader *)packed;
     memset(packed, 0, QHEADER);
@@ -138,9 +173,12 @@ PI_EXPORT int pi_u8s8_pack_b(int ukernel, pi_index k, pi_index n,
             if (col >= n)
                 continue;
             const signed char *src = (const signed char *)PI_CPTR_ADD(b, col * b_cs);
+            const int z0 = b_zero ? b_zero[col] : 0;
             unsigned int colsum = 0; /* wraps like the s32 arithmetic of the kernels */
             for (pi_index p = 0; p < k; p++) {
                 int v = *(const signed char *)PI_CPTR_ADD(src, p * b_rs);
+                if (fold)
+                    v -= z0; /* in [-64, 64]: checked above */
                 colsum += (unsigned int)v;
                 pi_index e = ((p / KU) * NR + j) * KU + p % KU;
                 if (u->es == 2)
@@ -148,7 +186,7 @@ PI_EXPORT int pi_u8s8_pack_b(int ukernel, pi_index k, pi_index n,
                 else
                     ((signed char *)data)[e] = (signed char)v;
             }
-            int z = b_zero ? b_zero[col] : 0;
+            const int z = fold ? 0 : z0;
             bz[j] = z;
             bc[j] = (int)((unsigned int)k * (unsigned int)z - colsum);
         }
@@ -191,29 +229,103 @@ PI_EXPORT pi_index pi_u8s8_gemm_workspace_bytes(const void *packed_b, pi_index m
     return (pi_index)(pi_num_threads < 1 ? 1 : pi_num_threads) * qslot_bytes(u, k, mc);
 }
 
+/* One MR-row panel of A (mr live rows, the rest zero) -> KU-groups of ES-byte
+ * elements, a[i][g*KU + u] at (g*MR + i)*KU + u; rowsum[i] for live rows.
+ * Inlined with constant KU/ES so the inner loops have no division. */
+static inline __attribute__((always_inline)) void
+qpack_panel(int MR, int KU, int ES, int mr, pi_index k, const unsigned char *a, pi_index a_rs,
+            pi_index a_cs, void *dst, int *rowsum)
+{
+    const pi_index kg = cdiv(k, KU);
+    for (int i = 0; i < MR; i++) {
+        unsigned int sum = 0;
+        const unsigned char *src = a + i * a_rs;
+        for (pi_index g = 0; g < kg; g++) {
+            const pi_index e = (g * MR + i) * KU;
+            for (int u = 0; u < KU; u++) {
+                const pi_index p = g * KU + u;
+                const unsigned v = (i < mr && p < k) ? src[p * a_cs] : 0;
+                sum += v;
+                if (ES == 2)
+                    ((unsigned short *)dst)[e + u] = (unsigned short)v;
+                else
+                    ((unsigned char *)dst)[e + u] = (unsigned char)v;
+            }
+        }
+        if (i < mr)
+            rowsum[i] = (int)sum;
+    }
+}
+
+#if PI_X86
+/* The w7 kernel's panel (MR 4, KU 4, bytes) from rows with unit column
+ * stride: 16 bytes (4 quads) of each of the 4 rows, a 4x4 transpose of
+ * 32-bit quads, row sums by psadbw.  Returns how many k it packed (a multiple
+ * of 16); the caller packs the rest. */
+PI_TARGET_AVX2 static pi_index qpack_panel_4x4b_avx2(int mr, pi_index k, const unsigned char *a,
+                                                     pi_index a_rs, unsigned char *dst,
+                                                     long long *sums)
+{
+    if (mr != 4)
+        return 0;
+    __m128i s0 = _mm_setzero_si128(), s1 = s0, s2 = s0, s3 = s0;
+    const __m128i zero = _mm_setzero_si128();
+    pi_index p = 0;
+    for (; p + 16 <= k; p += 16) {
+        __m128i r0 = _mm_loadu_si128((const __m128i *)(a + p));
+        __m128i r1 = _mm_loadu_si128((const __m128i *)(a + a_rs + p));
+        __m128i r2 = _mm_loadu_si128((const __m128i *)(a + 2 * a_rs + p));
+        __m128i r3 = _mm_loadu_si128((const __m128i *)(a + 3 * a_rs + p));
+        s0 = _mm_add_epi64(s0, _mm_sad_epu8(r0, zero));
+        s1 = _mm_add_epi64(s1, _mm_sad_epu8(r1, zero));
+        s2 = _mm_add_epi64(s2, _mm_sad_epu8(r2, zero));
+        s3 = _mm_add_epi64(s3, _mm_sad_epu8(r3, zero));
+        __m128i t0 = _mm_unpacklo_epi32(r0, r1), t1 = _mm_unpackhi_epi32(r0, r1);
+        __m128i t2 = _mm_unpacklo_epi32(r2, r3), t3 = _mm_unpackhi_epi32(r2, r3);
+        unsigned char *d = dst + p * 4; /* group p/4 starts at (p/4)*16 bytes */
+        _mm_storeu_si128((__m128i *)d, _mm_unpacklo_epi64(t0, t2));
+        _mm_storeu_si128((__m128i *)(d + 16), _mm_unpackhi_epi64(t0, t2));
+        _mm_storeu_si128((__m128i *)(d + 32), _mm_unpacklo_epi64(t1, t3));
+        _mm_storeu_si128((__m128i *)(d + 48), _mm_unpackhi_epi64(t1, t3));
+    }
+    sums[0] = _mm_cvtsi128_si64(s0) + _mm_extract_epi64(s0, 1);
+    sums[1] = _mm_cvtsi128_si64(s1) + _mm_extract_epi64(s1, 1);
+    sums[2] = _mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1);
+    sums[3] = _mm_cvtsi128_si64(s3) + _mm_extract_epi64(s3, 1);
+    return p;
+}
+#endif
+
 /* A[0:mc, 0:k] -> MR-row panels of KU-groups, widened to ES bytes; rowsum[i]. */
 static void qpack_a(const pi_qgemm_ukernel *u, pi_index mc, pi_index k, const unsigned char *a,
                     pi_index a_rs, pi_index a_cs, void *dst, int *rowsum)
 {
     const int MR = u->mr, KU = u->ku;
-    const pi_index kg = cdiv(k, KU), kp = kg * KU;
+    const pi_index kp = cdiv(k, KU) * KU;
     for (pi_index i0 = 0; i0 < mc; i0 += MR) {
         const int mr = (int)(mc - i0 < MR ? mc - i0 : MR);
-        const pi_index base = i0 * kp; /* panel start, in elements */
-        for (int i = 0; i < MR; i++) {
-            unsigned int sum = 0;
-            const unsigned char *src = i < mr ? a + (i0 + i) * a_rs : NULL;
-            for (pi_index p = 0; p < kp; p++) {
-                unsigned v = (src && p < k) ? src[p * a_cs] : 0;
-                sum += v;
-                pi_index e = base + ((p / KU) * MR + i) * KU + p % KU;
-                if (u->es == 2)
-                    ((unsigned short *)dst)[e] = (unsigned short)v;
-                else
-                    ((unsigned char *)dst)[e] = (unsigned char)v;
-            }
-            if (i < mr)
-                rowsum[i0 + i] = (int)sum;
+        const unsigned char *src = a + i0 * a_rs;
+        char *pd = (char *)dst + i0 * kp * u->es; /* panel start */
+        int *rs = rowsum + i0;
+        if (KU == 4 && u->es == 1 && MR == 4) {
+            pi_index done = 0;
+#if PI_X86
+            long long sums[4];
+            if (a_cs == 1 && pi_current_isa >= PI_ISA_AVX2)
+                done = qpack_panel_4x4b_avx2(mr, k, src, a_rs, (unsigned char *)pd, sums);
+#endif
+            /* the rest of k (all of it without the fast path): a panel of its own layout */
+            qpack_panel(4, 4, 1, mr, k - done, src + done * a_cs, a_rs, a_cs, pd + done * 4, rs);
+#if PI_X86
+            if (done)
+                for (int i = 0; i < 4; i++) rs[i] = (int)((unsigned int)rs[i] + (unsigned int)sums[i]);
+#endif
+        } else if (KU == 4 && u->es == 1) {
+            qpack_panel(MR, 4, 1, mr, k, src, a_rs, a_cs, pd, rs);
+        } else if (KU == 2 && u->es == 2) {
+            qpack_panel(MR, 2, 2, mr, k, src, a_rs, a_cs, pd, rs);
+        } else {
+            qpack_panel(MR, KU, u->es, mr, k, src, a_rs, a_cs, pd, rs);
         }
     }
 }

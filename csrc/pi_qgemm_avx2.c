@@ -1,12 +1,23 @@
-/* AVX2 u8 x s8 micro-kernel: 6x16 s32 tile, exact vpmaddwd route.
+/* AVX2 u8 x s8 micro-kernels (pi_qgemm_ukernels.h says when each applies).
  *
- * A and B arrive widened to 16 bits by packing (pi_qgemm.c), k in pairs, so
- * one 32-bit broadcast of A (a[i][2g], a[i][2g+1]) times one B vector (8
- * columns x that pair) is one vpmaddwd giving 8 exact s32 pair sums
- * (pi_qgemm_ukernels.h says why not vpmaddubsw).  12 accumulators + 2 B
- * vectors + 1 broadcast = 15 of the 16 ymm registers.  The epilogue
- * (zero-point correction, dequantize, bias, activation, requantize) runs on
- * the accumulators before they leave registers. */
+ * 6x16, exact for any weights: A and B arrive widened to 16 bits by packing
+ * (pi_qgemm.c), k in pairs, so one 32-bit broadcast of A (a[i][2g],
+ * a[i][2g+1]) times one B vector (8 columns x that pair) is one vpmaddwd
+ * giving 8 exact s32 pair sums.  12 accumulators + 2 B vectors + 1 broadcast
+ * = 15 of the 16 ymm registers.
+ *
+ * 4x24 w7, for weights packed as b - b_zero in [-64, 64]: bytes, k in
+ * quads.  One 32-bit broadcast of A (4 k of row i) and a B vector (8 columns
+ * x those 4 k) go through vpmaddubsw (16 s16 pair sums, <= 2*255*64 = 32640,
+ * never saturating) and vpmaddwd by a vector of ones (8 s32 quad sums): 32
+ * MACs per vpmaddubsw, twice the exact route's 16 per vpmaddwd, at the price
+ * of the second multiply (both issue on Zen 3's two vector multiply pipes,
+ * so the gain is in loads, packing and bytes: see bench/RESULTS.md).
+ * 12 accumulators + ones + broadcast + product = 15 registers, so B is read
+ * as a memory operand of vpmaddubsw (L1 serves 3 loads a cycle).
+ *
+ * The epilogue (zero-point correction, dequantize, bias, activation,
+ * requantize) runs on the accumulators before they leave registers. */
 #include "pi_internal.h"
 #include "pi_qgemm_ukernels.h"
 #if PI_X86
@@ -133,6 +144,61 @@ void pi_u8s8_gemm_6x16__avx2(PI_QGEMM_UKERNEL_ARGS)
     default: uk_avx2_r6(kg, a, b, c, c_rs, ep); break;
     }
 }
+
+/* ---- 4x24, 7-bit weights -------------------------------------------------------- */
+
+/* One row x 24 columns, k quad at offset `off` of A: vpmaddubsw (B from
+ * memory) -> vpmaddwd by ones (ymm15) -> accumulate.  ymm13 holds the A
+ * broadcast, ymm14 the product (renaming makes the reuse free). */
+#define W7COL(boff, x)                                                                \
+    "vpmaddubsw " #boff "(%[b]), %%ymm13, %%ymm14\n\t"                                \
+    "vpmaddwd %%ymm15, %%ymm14, %%ymm14\n\t"                                          \
+    "vpaddd %%ymm14, %[" #x "], %[" #x "]\n\t"
+#define W7ROW(off, x0, x1, x2)                                                        \
+    "vpbroadcastd " #off "(%[a]), %%ymm13\n\t"                                        \
+    W7COL(0, x0) W7COL(32, x1) W7COL(64, x2)
+
+#define W7EPI(i)                                                                      \
+    if (mr > i) {                                                                     \
+        char *crow = (char *)c + i * c_rs;                                            \
+        epi_avx2(c##i##0, z0, ep->rowsum[i], 0, ep, crow);                            \
+        epi_avx2(c##i##1, z1, ep->rowsum[i], 8, ep, crow);                            \
+        epi_avx2(c##i##2, z2, ep->rowsum[i], 16, ep, crow);                           \
+    }
+
+/* Always the whole 4-row panel (packing zero-pads A past mr); only mr rows
+ * are stored.  The k loop is assembly for the reason given above FULL_PANEL_LOOP. */
+PI_TARGET_AVX2 void pi_u8s8_gemm_4x24k4w7__avx2(PI_QGEMM_UKERNEL_ARGS)
+{
+    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c02 = c00, c10 = c00, c11 = c00,
+            c12 = c00, c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+    if (kg > 0) {
+        long long n_ = kg;
+        const char *a_ = (const char *)a, *b_ = (const char *)b;
+        __asm__ volatile(
+            "vpcmpeqw %%ymm15, %%ymm15, %%ymm15\n\t"
+            "vpsrlw $15, %%ymm15, %%ymm15\n\t" /* 16-bit ones */
+            "1:\n\t"
+            W7ROW(0, c00, c01, c02) W7ROW(4, c10, c11, c12)
+            W7ROW(8, c20, c21, c22) W7ROW(12, c30, c31, c32)
+            "addq $16, %[a]\n\t"
+            "addq $96, %[b]\n\t"
+            "decq %[n]\n\t"
+            "jnz 1b\n\t"
+            : [c00] "+x"(c00), [c01] "+x"(c01), [c02] "+x"(c02), [c10] "+x"(c10),
+              [c11] "+x"(c11), [c12] "+x"(c12), [c20] "+x"(c20), [c21] "+x"(c21),
+              [c22] "+x"(c22), [c30] "+x"(c30), [c31] "+x"(c31), [c32] "+x"(c32),
+              [a] "+r"(a_), [b] "+r"(b_), [n] "+r"(n_)
+            :
+            : "xmm13", "xmm14", "xmm15", "memory", "cc");
+    }
+    const __m256i za = _mm256_set1_epi32(ep->a_zero);
+    const __m256i z0 = _mm256_mullo_epi32(za, _mm256_loadu_si256((const __m256i *)ep->b_corr));
+    const __m256i z1 = _mm256_mullo_epi32(za, _mm256_loadu_si256((const __m256i *)(ep->b_corr + 8)));
+    const __m256i z2 = _mm256_mullo_epi32(za, _mm256_loadu_si256((const __m256i *)(ep->b_corr + 16)));
+    W7EPI(0) W7EPI(1) W7EPI(2) W7EPI(3)
+}
 #else
 void pi_u8s8_gemm_6x16__avx2(PI_QGEMM_UKERNEL_ARGS) { (void)mr; }
+void pi_u8s8_gemm_4x24k4w7__avx2(PI_QGEMM_UKERNEL_ARGS) { (void)mr; }
 #endif

@@ -1,7 +1,7 @@
 /* The one list of u8 x s8 -> s32 GEMM micro-kernels (STYLE.md 5), their
  * packed-operand layout and the epilogue they apply in registers.
  *
- *   X(name, isa, MR, NR, KU, ES)
+ *   X(name, isa, MR, NR, KU, ES, WB)
  *
  * isa   portable | avx2 | avx512vnni (PI_QGEMM_ISA_<isa>);
  * MR x NR the s32 accumulator tile held in registers;
@@ -10,23 +10,30 @@
  * ES    bytes per packed element of A and B: 2 where u8/s8 are widened to
  *       16 bits for vpmaddwd, 1 where vpdpbusd takes bytes as they are.
  *
- * Why AVX2 widens to 16 bits: vpmaddubsw (u8 x s8 -> s16 pair sums) saturates
- * when a pair exceeds 32767 (255*127*2 = 64770), so its results are not exact
- * for full-range operands.  vpmovzx/vpmovsx to 16 bits (done once, at packing)
- * followed by vpmaddwd (s16 x s16 -> s32 pair sums) is exact for every input:
- * |pair| <= 2*255*128 < 2^31.  The price is twice the packed bytes and 16 MACs
- * per vpmaddwd instead of 32 per vpmaddubsw; on Zen 3 both issue on the same
- * two multiply pipes, so the integer peak is ~2x the fp32 FMA peak either way.
+ * AVX2 has two routes.  vpmaddubsw (u8 x s8 -> s16 pair sums) saturates when
+ * a pair exceeds 32767 (255*127*2 = 64770), so for full-range weights the
+ * exact route widens both operands to 16 bits at packing and multiplies with
+ * vpmaddwd (s16 x s16 -> s32 pair sums, |pair| <= 2*255*128 < 2^31): exact
+ * for every input, at twice the packed bytes and 16 MACs per multiply.  When
+ * every |b - b_zero| <= 64 (7-bit weights: what quantize_dynamic makes on
+ * AVX2 without VNNI, ONNX Runtime's reduce_range), B is packed as the bytes
+ * b - b_zero, a pair sum is at most 2*255*64 = 32640 < 32767 and cannot
+ * saturate, so vpmaddubsw + vpmaddwd-by-ones (s16 pairs -> s32) is exact too:
+ * 32 MACs per vpmaddubsw, half the bytes to load and pack.
  *
  * Packed B (pi_u8s8_pack_b): a 64-byte header (magic, list index, k, n), then
  * one block per NR-column sliver: NR int32 b_zero, NR int32 b_corr
  * (k*b_zero[j] - sum_k b[k][j]), then ceil(k/KU) groups of NR*KU elements,
  * b[g*KU + u][j] at element (g*NR + j)*KU + u, zero past k and past n.
+ * A WB 7 kernel gets b - b_zero in place of b and zero points of 0 (the same
+ * product, with the zero point folded in), so its values fit in 7 bits.
  * Packed A (per thread, in the workspace): MR-row panels, a[i][g*KU + u] at
  * element (g*MR + i)*KU + u, zero past k.
  *
- * Dispatch: the kernel is chosen when B is packed (the best of the current ISA,
- * or the one the caller names) and recorded in the header; the GEMM refuses a
+ * Dispatch: the kernel is chosen when B is packed (the best of the current ISA
+ * whose WB the weights fit, first in list order, or the one the caller names;
+ * packing refuses a WB 7 kernel for weights that do not fit) and recorded in
+ * the header; the GEMM refuses a
  * packed B whose kernel this CPU/ISA setting cannot run.  The last portable
  * entry has the VNNI layout (KU 4, bytes) and exists so the tests check that
  * layout's packing and driver on machines without AVX-512.
@@ -35,10 +42,11 @@
 #define PI_QGEMM_UKERNELS_H
 
 #define PI_QGEMM_UKERNELS(X) \
-    X(pi_u8s8_gemm_6x16__avx2,        avx2,       6, 16, 2, 2) \
-    X(pi_u8s8_gemm_8x32__avx512vnni,  avx512vnni, 8, 32, 4, 1) \
-    X(pi_u8s8_gemm_4x8__portable,     portable,   4,  8, 2, 2) \
-    X(pi_u8s8_gemm_4x16k4__portable,  portable,   4, 16, 4, 1)
+    X(pi_u8s8_gemm_4x24k4w7__avx2,    avx2,       4, 24, 4, 1, 7) \
+    X(pi_u8s8_gemm_6x16__avx2,        avx2,       6, 16, 2, 2, 8) \
+    X(pi_u8s8_gemm_8x32__avx512vnni,  avx512vnni, 8, 32, 4, 1, 8) \
+    X(pi_u8s8_gemm_4x8__portable,     portable,   4,  8, 2, 2, 8) \
+    X(pi_u8s8_gemm_4x16k4__portable,  portable,   4, 16, 4, 1, 8)
 
 #define PI_QGEMM_ISA_portable 0
 #define PI_QGEMM_ISA_avx2 1
@@ -69,7 +77,7 @@ typedef struct {
     int mr, long long kg, const void *a, const void *b, void *c, long long c_rs, \
     const pi_qgemm_epi *ep
 
-#define PI_QGEMM_DECLARE_(name, isa, MR, NR, KU, ES) void name(PI_QGEMM_UKERNEL_ARGS);
+#define PI_QGEMM_DECLARE_(name, isa, MR, NR, KU, ES, WB) void name(PI_QGEMM_UKERNEL_ARGS);
 PI_QGEMM_UKERNELS(PI_QGEMM_DECLARE_)
 #undef PI_QGEMM_DECLARE_
 
@@ -77,7 +85,7 @@ typedef void (*pi_qgemm_ukfn)(PI_QGEMM_UKERNEL_ARGS);
 
 typedef struct {
     const char *name;
-    int isa, mr, nr, ku, es;
+    int isa, mr, nr, ku, es, wb;
     pi_qgemm_ukfn fn;
 } pi_qgemm_ukernel;
 

@@ -39,10 +39,20 @@ def ukernel(request):
         c_quant.force_ukernel(None)
 
 
-def _case(rng, m, k, n, per_channel=True):
+def _case(rng, m, k, n, per_channel=True, w7=False):
+    """Random operands; ``w7``: weights within 64 of their zero points (what
+    the 7-bit kernels need), a quarter of them exactly on the boundary +-64."""
     a = rng.integers(0, 256, (m, k), dtype=np.uint8)
-    b = rng.integers(-128, 128, (k, n), dtype=np.int8)
-    bz = rng.integers(-128, 128, n).astype(np.int8) if per_channel else np.int8(rng.integers(-128, 128))
+    if w7:
+        bz = rng.integers(-64, 64, n) if per_channel else np.int64(rng.integers(-64, 64))
+        d = rng.integers(-64, 65, (k, n))
+        d = np.where(rng.random((k, n)) < 0.25, np.where(rng.random((k, n)) < 0.5, -64, 64), d)
+        b = (d + bz).astype(np.int8)
+        bz = bz.astype(np.int8)
+    else:
+        b = rng.integers(-128, 128, (k, n), dtype=np.int8)
+        bz = (rng.integers(-128, 128, n).astype(np.int8) if per_channel
+              else np.int8(rng.integers(-128, 128)))
     bs = (rng.random(n) * 1e-2 + 1e-4).astype(np.float32) if per_channel else np.float32(3e-3)
     bias = rng.standard_normal(n).astype(np.float32)
     az = np.uint8(rng.integers(0, 256))
@@ -84,6 +94,7 @@ def test_list_is_consistent():
     for u in UK:
         assert u.mr <= 8 and u.nr <= 32 and u.ku in (2, 4) and u.es in (1, 2)
         assert f"_{u.mr}x{u.nr}" in u.name
+        assert u.wb in (7, 8) and ("w7_" in u.name) == (u.wb == 7)
     assert any(u.isa == 0 for u in RUNNABLE)  # portable always runs
 
 
@@ -92,7 +103,7 @@ def test_tile_edges(ukernel):
     for m in _edges(ukernel.mr):
         for n in _edges(ukernel.nr):
             for k in (1, ukernel.ku - 1 or 1, ukernel.ku + 1, 37):
-                _run_all_outputs(*_case(rng, m, k, n))
+                _run_all_outputs(*_case(rng, m, k, n, w7=ukernel.wb == 7))
 
 
 def test_many_blocks_and_threads(ukernel):
@@ -101,7 +112,8 @@ def test_many_blocks_and_threads(ukernel):
     previous = pyinfer.get_num_threads()
     pyinfer.set_num_threads(2)
     try:
-        _run_all_outputs(*_case(rng, 16 * ukernel.mr + 5, 700, 3 * ukernel.nr + 1))
+        _run_all_outputs(*_case(rng, 16 * ukernel.mr + 5, 700, 3 * ukernel.nr + 1,
+                                w7=ukernel.wb == 7))
     finally:
         pyinfer.set_num_threads(previous)
 
@@ -112,7 +124,8 @@ def test_every_isa_by_dispatch(isa):
     rng = np.random.default_rng(3)
     with _native.force_isa(isa):
         for m, k, n in [(1, 1, 1), (5, 31, 17), (13, 61, 67)]:
-            _run_all_outputs(*_case(rng, m, k, n))
+            for w7 in (False, True):
+                _run_all_outputs(*_case(rng, m, k, n, w7=w7))
 
 
 @settings(deadline=None, max_examples=25)
@@ -123,7 +136,7 @@ def test_every_isa_by_dispatch(isa):
        uk=st.sampled_from([u.index for u in RUNNABLE]), seed=st.integers(0, 2**31))
 def test_hypothesis_shapes(m, k, n, per_channel, layout, uk, seed):
     rng = np.random.default_rng(seed)
-    a, b, az, bz, sa, sb, bias = _case(rng, m, k, n, per_channel)
+    a, b, az, bz, sa, sb, bias = _case(rng, m, k, n, per_channel, w7=UK[uk].wb == 7)
     if layout == "t":  # A column-major
         a = np.asfortranarray(a)
     elif layout == "strided":
@@ -155,7 +168,49 @@ def test_packed_weight_follows_isa():
     first = ops.qgemm(a, w, az, None, sa, sb, bias=bias)
     with _native.force_isa(0):
         np.testing.assert_array_equal(ops.qgemm(a, w, az, None, sa, sb, bias=bias), first)
-    assert len(w._packed) == (2 if _native.lib.pi_isa() > 0 else 1)
+    packings = [key for key in w._packed if isinstance(key[1], int)]
+    assert len(packings) == (2 if _native.lib.pi_isa() > 0 else 1)
+
+
+W7 = [u for u in RUNNABLE if u.wb == 7]
+
+
+def _packed_index(w) -> int:
+    return _native.lib.pi_u8s8_packed_b_ukernel(
+        _native.ffi.cast("void *", c_quant.packed_weight(w).ctypes.data))
+
+
+def test_seven_bit_weights_pick_the_fast_kernel():
+    """Weights within +-64 of their zero points (boundary included, per-column
+    zero points) are packed for the 7-bit kernel where one runs, bit-exact;
+    one weight 65 away (either side) sends the whole weight to the exact
+    kernel, still bit-exact.  Forcing the 7-bit kernel on it is refused."""
+    rng = np.random.default_rng(15)
+    a, b, az, bz, sa, sb, bias = _case(rng, 11, 53, 29, w7=True)
+    b[0, 0], b[1, 1] = bz[0] + 64, bz[1] - 64
+    w = ops.qweight(b, bz)
+    assert c_quant.weight_bits(w) == 7
+    best7 = c_quant.kernel_for_weight_bits(7)
+    assert _packed_index(w) == best7
+    assert (UK[best7].wb == 7) == bool(W7)  # AVX2 without VNNI: the w7 kernel
+    _run_all_outputs(a, b, az, bz, sa, sb, bias)
+    for delta in (65, -65):
+        b65 = b.copy()
+        for col in range(b.shape[1]):
+            if -128 <= int(bz[col]) + delta <= 127:
+                break
+        b65[7, col] = bz[col] + delta
+        w65 = ops.qweight(b65, bz)
+        assert c_quant.weight_bits(w65) == 8
+        assert UK[_packed_index(w65)].wb == 8
+        _run_all_outputs(a, b65, az, bz, sa, sb, bias)
+        for u in W7:
+            c_quant.force_ukernel(u.index)
+            try:
+                with pytest.raises(pyinfer.PyinferError, match="7-bit"):
+                    ops.qgemm(a, w65, az, None, sa, sb, backend="c")
+            finally:
+                c_quant.force_ukernel(None)
 
 
 # ---- matmul_integer ---------------------------------------------------------------
@@ -315,11 +370,12 @@ def _mlp_graph(rng, batch=6, d_in=40, d_h=72, d_out=9):
     return g, (w1, b1, w2)
 
 
-def _np_layer(x, w, bias, act, a_scale=None, a_zero=None, per_channel=True):
-    """One int8 layer in plain NumPy: symmetric int8 weights, u8 activations."""
+def _np_layer(x, w, bias, act, a_scale=None, a_zero=None, per_channel=True, qmax=127):
+    """One int8 layer in plain NumPy: symmetric int8 weights in [-qmax, qmax]
+    (64: reduce_range), u8 activations."""
     amax = np.abs(w).max(axis=0) if per_channel else np.abs(w).max()
-    ws = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
-    wq = np.clip(np.rint(w / ws), -127, 127).astype(np.int64)
+    ws = np.where(amax > 0, amax / np.float32(qmax), np.float32(1)).astype(np.float32)
+    wq = np.clip(np.rint(w / ws), -qmax, qmax).astype(np.int64)
     if a_scale is None:
         lo, hi = min(x.min(), np.float32(0)), max(x.max(), np.float32(0))
         a_scale = np.float32(hi - lo) / np.float32(255)
@@ -332,23 +388,49 @@ def _np_layer(x, w, bias, act, a_scale=None, a_zero=None, per_channel=True):
     return np.maximum(y, 0) if act == "relu" else y
 
 
-@pytest.mark.parametrize("per_channel", [True, False])
-def test_quantize_dynamic_graph_matches_numpy(per_channel):
+@pytest.mark.parametrize("per_channel,reduce_range", [(True, False), (False, False),
+                                                      (True, True), (False, True)])
+def test_quantize_dynamic_graph_matches_numpy(per_channel, reduce_range):
     from pyinfer.compress import quantize_dynamic
     rng = np.random.default_rng(10)
     g, (w1, b1, w2) = _mlp_graph(rng)
-    qg = quantize_dynamic(g, per_channel=per_channel)
+    qg = quantize_dynamic(g, per_channel=per_channel, reduce_range=reduce_range)
     assert sum(n.op is pyinfer.Op.QGEMM for n in qg.nodes) == 2
     it = pyinfer.Interpreter(qg)
     x = rng.standard_normal((6, 40)).astype(np.float32)
     got = it.run({"x": x})[0]
-    h = _np_layer(x, w1, b1, "relu", per_channel=per_channel)
-    want = _np_layer(h, w2, None, None, per_channel=per_channel)
+    qmax = 64 if reduce_range else 127
+    h = _np_layer(x, w1, b1, "relu", per_channel=per_channel, qmax=qmax)
+    want = _np_layer(h, w2, None, None, per_channel=per_channel, qmax=qmax)
     np.testing.assert_array_equal(got, want)
     assert it.plan.kernel_count == 2 if hasattr(it.plan, "kernel_count") else True
     # and it is still the model: int8 error well under the output's scale
     ref = pyinfer.graph.reference.evaluate(g, {"x": x})[0]
     assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
+
+
+def test_quantize_dynamic_default_range_follows_the_cpu():
+    """reduce_range=None: 7-bit weights exactly where the CPU has a faster exact
+    kernel for them (AVX2 without VNNI), said in graph.notes; the weights then
+    reach that kernel when planned."""
+    from pyinfer.compress import quantize_dynamic
+    from pyinfer.compress.quantize import prefers_reduced_range
+    g, _ = _mlp_graph(np.random.default_rng(16))
+    qg = quantize_dynamic(g)
+    reduced = prefers_reduced_range()
+    assert reduced == (c_quant.kernel_for_weight_bits(7) != c_quant.kernel_for_weight_bits(8))
+    assert reduced == bool(W7)  # this suite's CPU: AVX2 without VNNI has the w7 kernel
+    weights = [n.inputs[1].data for n in qg.nodes if n.op is pyinfer.Op.QGEMM]
+    assert len(weights) == 2
+    top = max(int(np.abs(w.astype(np.int64)).max()) for w in weights)
+    assert top == (64 if reduced else 127)
+    assert any(("7-bit" if reduced else "full-range") in reason for _, reason in qg.notes)
+    for w in weights:  # and such weights are packed for that kernel
+        assert _packed_index(ops.qweight(w)) == c_quant.kernel_for_weight_bits(7 if reduced else 8)
+    with _native.force_isa(0):  # portable only: one kernel for both, full range
+        assert not prefers_reduced_range()
+        assert max(int(np.abs(n.inputs[1].data.astype(np.int64)).max())
+                   for n in quantize_dynamic(g).nodes if n.op is pyinfer.Op.QGEMM) == 127
 
 
 def test_quantize_static_minmax_graph_and_errors():
@@ -357,7 +439,7 @@ def test_quantize_static_minmax_graph_and_errors():
     rng = np.random.default_rng(11)
     g, (w1, b1, w2) = _mlp_graph(rng)
     calib = [{"x": rng.standard_normal((6, 40)).astype(np.float32)} for _ in range(3)]
-    qg = quantize_static(g, calib, method="minmax")
+    qg = quantize_static(g, calib, method="minmax", reduce_range=False)
     x = rng.standard_normal((6, 40)).astype(np.float32)
     got = pyinfer.Interpreter(qg).run({"x": x})[0]
     xs = np.concatenate([c["x"] for c in calib])

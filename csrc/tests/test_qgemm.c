@@ -3,7 +3,10 @@
  * For every u8 x s8 micro-kernel this CPU runs (pi_u8s8_gemm_ukernel_runs):
  * m, n, k equal to / below / above MR, NR, KU and a multi-block size, 1 and
  * primes; strided and transposed A, strided C; per-column B zero points; all
- * three outputs (s32, f32 with bias and relu, u8 requantized).  The reference
+ * three outputs (s32, f32 with bias and relu, u8 requantized).  Kernels for
+ * 7-bit weights get weights with |b - b_zero| <= 64, the boundary values
+ * +-64 included; a weight 65 away from its zero point must be refused by them
+ * and packed for an exact kernel by the automatic choice.  The reference
  * is a naive loop in 64-bit integers with the same float32 epilogue, so every
  * result must match bit for bit.  Outputs are poisoned first.  Also quantize
  * (round half to even, saturation) and dequantize on fixed cases.
@@ -57,11 +60,18 @@ static void one(int uk, long m, long n, long k, int transposed_a, int kind)
     int *bz = malloc(sizeof(int) * (size_t)n);
     float *scale = malloc(sizeof(float) * (size_t)n), *bias = malloc(sizeof(float) * (size_t)n);
     for (long x = 0; x < lda * (transposed_a ? k : m); x++) a[x] = (unsigned char)rnd();
-    for (long x = 0; x < k * n; x++) b[x] = (signed char)rnd();
+    const int w7 = pi_u8s8_gemm_ukernel_weight_bits(uk) == 7;
     for (long j = 0; j < n; j++) {
-        bz[j] = (int)(rnd() % 256) - 128;
+        bz[j] = w7 ? (int)(rnd() % 128) - 64 : (int)(rnd() % 256) - 128;
         scale[j] = (float)(rnd() % 1000 + 1) * 1e-5f;
         bias[j] = (float)((int)(rnd() % 2001) - 1000) * 1e-3f;
+    }
+    for (long x = 0; x < k * n; x++) {
+        const unsigned r = rnd();
+        /* w7: b - bz in [-64, 64], one in 8 on the boundary */
+        b[x] = w7 ? (signed char)(bz[x % n] + ((r & 7) == 0 ? ((r & 8) ? 64 : -64)
+                                                           : (int)((r >> 4) % 129) - 64))
+                  : (signed char)r;
     }
     const int az = (int)(rnd() % 256);
     const pi_index a_rs = transposed_a ? 1 : lda, a_cs = transposed_a ? lda : 1;
@@ -109,6 +119,38 @@ static void one(int uk, long m, long n, long k, int transposed_a, int kind)
     }
     expect(ok, "values", uk, m, n, k, kind);
     free(a); free(b); free(bz); free(scale); free(bias); free(packed); free(ws); free(c);
+}
+
+/* 7-bit selection: weights within 64 of their zero points get a WB 7 kernel
+ * where one runs; one weight 65 away is refused by it and gets an exact one. */
+static void test_weight_bits(void)
+{
+    enum { K = 9, N = 5 };
+    signed char b[K * N];
+    int bz[N] = {-64, 0, 63, 10, -1};
+    for (int x = 0; x < K * N; x++) b[x] = (signed char)(bz[x % N] + (x % 3 == 0 ? 64 : -64));
+    expect(pi_u8s8_weight_bits(K, N, b, N, 1, bz) == 7, "7-bit weights", -1, 0, N, K, 0);
+    int uk = pi_u8s8_gemm_ukernel_for(K, N, b, N, 1, bz);
+    int w7_runs = 0;
+    for (int i = 0; pi_u8s8_gemm_ukernel_weight_bits(i) != 0; i++)
+        w7_runs |= pi_u8s8_gemm_ukernel_weight_bits(i) == 7 && pi_u8s8_gemm_ukernel_runs(i);
+    expect(uk >= 0 && pi_u8s8_gemm_ukernel_weight_bits(uk) == (w7_runs ? 7 : 8),
+           "7-bit weights get a WB 7 kernel", uk, 0, N, K, 0);
+    b[4 * N + 3] = (signed char)(bz[3] + 65);
+    expect(pi_u8s8_weight_bits(K, N, b, N, 1, bz) == 8, "65 is 8-bit", -1, 0, N, K, 0);
+    int exact = pi_u8s8_gemm_ukernel_for(K, N, b, N, 1, bz);
+    expect(exact >= 0 && pi_u8s8_gemm_ukernel_weight_bits(exact) == 8, "65 gets an exact kernel",
+           exact, 0, N, K, 0);
+    if (w7_runs) {
+        char packed[4096] __attribute__((aligned(64)));
+        pi_index pb = pi_u8s8_packed_b_bytes(uk, K, N);
+        expect(pb <= (pi_index)sizeof packed &&
+                   pi_u8s8_pack_b(uk, K, N, b, N, 1, bz, packed, pb) == PI_ERR_ARG,
+               "WB 7 kernel refuses a weight 65 away", uk, 0, N, K, 0);
+        b[4 * N + 3] = (signed char)(bz[3] - 65);
+        expect(pi_u8s8_pack_b(uk, K, N, b, N, 1, bz, packed, pb) == PI_ERR_ARG,
+               "WB 7 kernel refuses a weight -65 away", uk, 0, N, K, 0);
+    }
 }
 
 static void test_quantize(void)
@@ -176,6 +218,7 @@ int main(void)
         one(uk, 300, 70, 600, 0, PI_QOUT_U8); /* several A blocks, both threads */
         printf("%s checked\n", name);
     }
+    test_weight_bits();
     test_quantize();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -4,8 +4,10 @@
   the ``QWeight`` (pi_u8s8_pack_b) and reused by every later call; the
   epilogue (zero points, dequantize scale, bias, activation, requantize) runs
   in registers.  The micro-kernel is the best this CPU runs at the current
-  ISA setting (``pyinfer.backends._native.force_isa`` lowers it; a weight
-  packed for another kernel is packed again for the new one).
+  ISA setting that is exact for the weight: weights within 64 of their zero
+  points (7-bit, ``weight_bits``) get the faster AVX2 vpmaddubsw kernel,
+  others the exact 16-bit one (``pyinfer.backends._native.force_isa`` lowers
+  the ISA; a weight packed for another kernel is packed again for the new one).
 * ``quantize_linear``, ``dequantize_linear``, ``minmax``: one pass each,
   OpenMP over rows.
 
@@ -37,6 +39,7 @@ class QUKernel(NamedTuple):
     nr: int
     ku: int
     es: int
+    wb: int  # weight bits it is exact for: 8, or 7 (|b - b_zero| <= 64)
 
 
 def ukernels() -> list:
@@ -46,7 +49,8 @@ def ukernels() -> list:
     name = ffi.new("const char **")
     i = 0
     while lib.pi_u8s8_gemm_ukernel_info(i, v, v + 1, v + 2, v + 3, v + 4, name) == 0:
-        out.append(QUKernel(i, ffi.string(name[0]).decode(), *list(v)))
+        out.append(QUKernel(i, ffi.string(name[0]).decode(), *list(v),
+                            lib.pi_u8s8_gemm_ukernel_weight_bits(i)))
         i += 1
     return out
 
@@ -93,20 +97,41 @@ def _pack(index: int):
     return make
 
 
-def _current_index() -> int:
+def weight_bits(w) -> int:
+    """7 if every ``|w.b - w.b_zero| <= 64`` (the 7-bit kernels apply), else 8;
+    computed once per QWeight."""
+    def make(w):
+        b = w.b
+        bz = np.ascontiguousarray(w.b_zero, np.int32)
+        return int(lib.pi_u8s8_weight_bits(b.shape[0], b.shape[1],
+                                           ffi.cast("const signed char *", b.ctypes.data),
+                                           b.strides[0], b.strides[1],
+                                           ffi.cast("const int *", bz.ctypes.data)))
+    return w.packed(("c", "weight_bits"), make)
+
+
+def _current_index(w) -> int:
+    """The forced micro-kernel, else the best that runs and is exact for ``w``
+    (highest ISA, first in list order: the C side's rule, pi_u8s8_gemm_ukernel_for)."""
     forced = getattr(_forced, "index", None)
     if forced is not None:
         return forced
+    return kernel_for_weight_bits(weight_bits(w))
+
+
+def kernel_for_weight_bits(bits: int) -> int:
+    """The micro-kernel weights of ``bits`` bits (7 or 8) get on this CPU at the
+    current ISA setting (no forcing): what quantize's reduce_range=None asks."""
     best = -1
     for u in _UKERNELS:
-        if runs(u.index) and (best < 0 or u.isa > _UKERNELS[best].isa):
+        if runs(u.index) and u.wb >= bits and (best < 0 or u.isa > _UKERNELS[best].isa):
             best = u.index
     return best
 
 
 def packed_weight(w) -> np.ndarray:
     """The packed copy of QWeight ``w`` for the micro-kernel in force (cached)."""
-    index = _current_index()
+    index = _current_index(w)
     return w.packed(("c", index), _pack(index))
 
 
@@ -117,6 +142,10 @@ def _qgemm_supports(a, w, a_zero, scale, bias, *, activation, out_scale, out_zer
         return f"activation {activation!r} has no C epilogue"
     if out.dtype not in _OUT_KIND:
         return f"output dtype {out.dtype} is not int32, float32 or uint8"
+    forced = getattr(_forced, "index", None)
+    if forced is not None and _UKERNELS[forced].wb < weight_bits(w):
+        return (f"the forced micro-kernel {_UKERNELS[forced].name} needs 7-bit weights "
+                "(|b - b_zero| <= 64)")
     return None
 
 

@@ -1,13 +1,24 @@
 """Post-training int8 quantization of a graph's linear layers.
 
-    quantize_dynamic(graph, per_channel=True, nodes=None)
-    quantize_static(graph, calibration_data, method="minmax", per_channel=True, nodes=None)
+    quantize_dynamic(graph, per_channel=True, nodes=None, reduce_range=None)
+    quantize_static(graph, calibration_data, method="minmax", per_channel=True, nodes=None,
+                    reduce_range=None)
 
 Both return a new graph in which each MATMUL / GEMM whose weight is a constant
 2-d float matrix becomes a ``QGEMM`` node (pyinfer/graph/families/quant.py):
 
-* weights: symmetric int8 (zero point 0, range [-127, 127]), one scale per
-  output column (``per_channel``) or per tensor, ``scale = max|w| / 127``;
+* weights: symmetric int8 (zero point 0), one scale per output column
+  (``per_channel``) or per tensor: range [-127, 127] with ``scale = max|w| /
+  127``, or with ``reduce_range`` 7-bit, [-64, 64] with ``scale = max|w| / 64``
+  (ONNX Runtime's ``reduce_range`` rule).  ``reduce_range=None`` (the default)
+  picks 7-bit where this CPU has a faster exact kernel for 7-bit weights:
+  AVX2 without AVX-512 VNNI, where the vpmaddubsw kernel is exact only when
+  ``|w| <= 64`` (pi_qgemm_ukernels.h) and ~1.3x faster than the exact 16-bit
+  one; full range with VNNI (exact at any width), without the C extension, or
+  with ``reduce_range=False``.  The choice is recorded in ``graph.notes``.
+  It costs one bit of weight precision (error up to ``max|w| / 128`` per
+  weight instead of ``/ 254``); pass it explicitly for a model that is the
+  same on every machine;
 * activations: uint8, asymmetric.  ``quantize_dynamic`` quantizes each
   activation per tensor at run time from its own min/max (ONNX
   DynamicQuantizeLinear's rule) inside the fused kernel's step;
@@ -37,13 +48,39 @@ from ..ops.quant import dynamic_params
 METHODS = ("minmax", "percentile", "entropy")
 
 
-def quantize_weight(w: np.ndarray, per_channel: bool = True):
-    """float (K, N) -> (int8 (K, N), float32 scale (N,) or ()) symmetric."""
+def quantize_weight(w: np.ndarray, per_channel: bool = True, reduce_range: bool = False):
+    """float (K, N) -> (int8 (K, N), float32 scale (N,) or ()) symmetric, in
+    [-127, 127], or [-64, 64] (7 bits) with ``reduce_range``."""
+    qmax = np.float32(64 if reduce_range else 127)
     w = np.asarray(w, np.float32)
     amax = np.abs(w).max(axis=0) if per_channel else np.abs(w).max()
-    scale = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
-    q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
+    scale = np.where(amax > 0, amax / qmax, np.float32(1)).astype(np.float32)
+    q = np.clip(np.rint(w / scale), -qmax, qmax).astype(np.int8)
     return q, scale
+
+
+def prefers_reduced_range() -> bool:
+    """True where 7-bit weights get a faster exact int8 kernel than full-range
+    ones on this CPU (AVX2 without AVX-512 VNNI): the C backend picks different
+    micro-kernels for the two."""
+    try:
+        from ..backends import c_quant
+    except ImportError:  # no C extension: the NumPy reference is exact at any width
+        return False
+    return c_quant.kernel_for_weight_bits(7) != c_quant.kernel_for_weight_bits(8)
+
+
+def _resolve_reduce_range(graph: Graph, reduce_range: Optional[bool], nodes) -> bool:
+    if reduce_range is not None:
+        return bool(reduce_range)
+    chosen = prefers_reduced_range()
+    if nodes:
+        note(graph, nodes, "quantize: 7-bit weights [-64, 64] (reduce_range=None on a CPU "
+             "with AVX2 but no AVX-512 VNNI: its fast u8 x s8 kernel is exact only for "
+             "|w| <= 64; pass reduce_range=False for full-range weights)" if chosen else
+             "quantize: full-range weights [-127, 127] (reduce_range=None: this CPU's "
+             "int8 kernel is as fast for them)")
+    return chosen
 
 
 def _why_not(graph: Graph, node: Node) -> Optional[str]:
@@ -102,9 +139,10 @@ def _candidates(graph: Graph, nodes: Optional[Iterable[str]]):
     return out
 
 
-def _rewrite(graph: Graph, node: Node, per_channel: bool, a_mode: str, a_params=None):
+def _rewrite(graph: Graph, node: Node, per_channel: bool, a_mode: str, a_params=None,
+             reduce_range: bool = False):
     a = node.inputs[0]
-    wq, ws = quantize_weight(_weight(node), per_channel)
+    wq, ws = quantize_weight(_weight(node), per_channel, reduce_range)
     n = wq.shape[1]
     bias = None
     if node.op is Op.GEMM and len(node.inputs) > 2 and node.inputs[2] is not None:
@@ -130,13 +168,20 @@ def _rewrite(graph: Graph, node: Node, per_channel: bool, a_mode: str, a_params=
 
 
 def quantize_dynamic(graph: Graph, per_channel: bool = True,
-                     nodes: Optional[Sequence[str]] = None) -> Graph:
+                     nodes: Optional[Sequence[str]] = None,
+                     reduce_range: Optional[bool] = None) -> Graph:
     """A copy of ``graph`` whose MatMul/Gemm layers with constant weights run in
     int8: weights quantized now (symmetric, per output channel by default),
-    activations per tensor at run time.  ``nodes``: only these (by name)."""
+    activations per tensor at run time.  ``nodes``: only these (by name).
+    ``reduce_range``: 7-bit weights ([-64, 64]); None (default) chooses 7-bit
+    on AVX2 CPUs without AVX-512 VNNI, where the fast exact kernel needs them,
+    and full range elsewhere (the module docstring says why; graph.notes
+    records the choice)."""
     g = graph.copy()
-    for node in _candidates(g, nodes):
-        _rewrite(g, node, per_channel, "dynamic")
+    cands = _candidates(g, nodes)
+    reduced = _resolve_reduce_range(g, reduce_range, cands)
+    for node in cands:
+        _rewrite(g, node, per_channel, "dynamic", reduce_range=reduced)
     finish(g)
     return g
 
@@ -211,10 +256,12 @@ def _entropy_range(x: np.ndarray, bins: int = 2048, levels: int = 128):
 
 
 def quantize_static(graph: Graph, calibration_data, method: str = "minmax",
-                    per_channel: bool = True, nodes: Optional[Sequence[str]] = None) -> Graph:
+                    per_channel: bool = True, nodes: Optional[Sequence[str]] = None,
+                    reduce_range: Optional[bool] = None) -> Graph:
     """A copy of ``graph`` whose MatMul/Gemm layers with constant weights run in
     int8 with activation scales fixed from ``calibration_data`` (a dict, or a
-    list of dicts, of graph input name -> array, run through the NumPy reference)."""
+    list of dicts, of graph input name -> array, run through the NumPy reference).
+    ``reduce_range`` as in ``quantize_dynamic``."""
     from ..graph.reference import evaluate_all
     if method not in METHODS:
         raise ShapeError(f"quantize_static: argument 'method' expected one of {METHODS}, "
@@ -228,9 +275,10 @@ def quantize_static(graph: Graph, calibration_data, method: str = "minmax",
         for node in cands:
             a = node.inputs[0]
             seen.setdefault(node.name, []).append(a.data if a.is_constant else env[a])
+    reduced = _resolve_reduce_range(g, reduce_range, cands)
     for node in cands:
         lo, hi = _range(seen[node.name], method)
         s, z = dynamic_params(lo, hi)
-        _rewrite(g, node, per_channel, "static", (s, z))
+        _rewrite(g, node, per_channel, "static", (s, z), reduce_range=reduced)
     finish(g)
     return g
