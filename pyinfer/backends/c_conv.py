@@ -7,10 +7,10 @@ Paths (``PATHS``; ``force_path`` pins one, for tests and benchmarks):
 * ``depthwise`` -- groups == C == K: csrc/pi_conv.c's plane kernel.
 * ``winograd``  -- 3x3, stride 1, dilation 1, groups 1, when the winograd helper's
   module (pyinfer/backends/winograd.py) is present and says it supports the call.
-* ``gemm1x1``   -- 1x1, stride 1, no padding, groups 1: the packed C GEMM itself,
-  ``Y[n] = W @ X[n]`` with X[n] read in place (its rows are the channel planes);
-  bias goes in as a zero-stride residual, so bias *and* residual, or clip, send
-  the call to ``implicit`` instead.
+* ``gemm1x1``   -- 1x1, stride 1, no padding, groups 1, at most 16 output
+  channels: the packed C GEMM itself, ``Y[n] = W @ X[n]`` with X[n] read in place
+  (its rows are the channel planes); bias goes in as a zero-stride residual, so
+  bias *and* residual, or clip, send the call to ``implicit`` instead.
 * ``implicit``  -- everything else: implicit GEMM over the GEMM micro-kernels,
   im2col-packing each B block on the fly, bias packed into the weights.
 
@@ -142,10 +142,18 @@ def path_reason(path, x_shape, w_shape, stride, pads, dilation, groups, dtype, b
     return f"unknown path {path!r}"
 
 
+# An eager call transforms the Winograd weights every time: ~2 us per (K, C) pair
+# (winograd.transform_weights, measured 8.7 ms for 64x64), against a saving of
+# ~9.5e-12 s per direct FLOP (65 -> 170 GFLOP/s, 1 thread): it pays from about
+# 12k output pixels (N*OH*OW) on, whatever K and C.
+_WINOGRAD_PER_CALL_MIN_PIXELS = 16384
+
+
 def choose_path(x_shape, w_shape, stride, pads, dilation, groups, dtype, bias, residual,
-                activation) -> str:
+                activation, per_call: bool = False) -> str:
     """The path for this call: the forced one, else the first of the preference
-    order (bench/RESULTS.md, conv section) that supports it."""
+    order (bench/RESULTS.md, conv section) that supports it.  ``per_call``: the
+    weights are prepared for this one call (eager), not once at plan time."""
     args = (x_shape, w_shape, stride, pads, dilation, groups, dtype, bias, residual, activation)
     forced = getattr(_forced, "path", None)
     if forced is not None:
@@ -154,15 +162,24 @@ def choose_path(x_shape, w_shape, stride, pads, dilation, groups, dtype, bias, r
             raise ValueError(f"conv2d: forced path '{forced}' cannot run this call: {why}")
         return forced
     for path in _PREFERENCE:
+        if path == "gemm1x1" and w_shape[0] > _GEMM1X1_MAX_COUT:
+            continue
+        if path == "winograd" and per_call:
+            oh, ow = out_hw(x_shape, w_shape, stride, pads, dilation)
+            if x_shape[0] * oh * ow < _WINOGRAD_PER_CALL_MIN_PIXELS:
+                continue
         if path_reason(path, *args) is None:
             return path
     return "implicit"
 
 
-# Measured order (bench/test_bench_conv.py): depthwise where it applies; the
-# GEMM itself for plain 1x1; implicit GEMM otherwise.  Winograd is consulted
-# first for 3x3 stride 1 when present (see RESULTS.md for when it wins).
+# Measured order (bench/test_bench_conv.py, RESULTS.md): depthwise where it
+# applies; Winograd for 3x3 stride 1 (2-3x the implicit GEMM at 64 channels);
+# the GEMM itself for a 1x1 with few output channels (<= 16: it streams X
+# unpacked, 1.2-2x the implicit path); the implicit GEMM for the rest, 1x1
+# included (its L2-sized B chunks beat the GEMM's L3-sized B panel by 10-40%).
 _PREFERENCE = ("depthwise", "winograd", "gemm1x1", "implicit")
+_GEMM1X1_MAX_COUT = 16
 
 
 # ---- the kernel with its weights prepared ------------------------------------------------
@@ -173,7 +190,8 @@ class ConvKernel:
     it runs the convolution: ``kernel(x, residual, out)``."""
 
     def __init__(self, x_shape, w, bias, *, stride, pads, dilation, groups, activation, clip,
-                 dtype, path: Optional[str] = None, has_residual: bool = False):
+                 dtype, path: Optional[str] = None, has_residual: bool = False,
+                 per_call: bool = False):
         self.dtype = np.dtype(dtype)
         self.x_shape = tuple(x_shape)
         self.w_shape = tuple(w.shape)
@@ -187,7 +205,7 @@ class ConvKernel:
         if path is None:
             path = choose_path(self.x_shape, self.w_shape, self.stride, self.pads,
                                self.dilation, groups, self.dtype, bias,
-                               True if has_residual else None, activation)
+                               True if has_residual else None, activation, per_call)
         self.path = path
         self.shape = _shape_struct(self.x_shape, self.w_shape, self.stride, self.pads,
                                    self.dilation, groups)
@@ -305,5 +323,5 @@ def conv2d(x, w, bias, residual, *, stride, pads, dilation, groups, activation, 
     weights packed for this one call (the graph packs them once: ConvKernel)."""
     kernel = ConvKernel(x.shape, w, bias, stride=stride, pads=pads, dilation=dilation,
                         groups=groups, activation=activation, clip=clip, dtype=out.dtype,
-                        has_residual=residual is not None)
+                        has_residual=residual is not None, per_call=True)
     kernel(x, residual, out)
