@@ -27,6 +27,16 @@ MAX_ABS = 1e-4
 MIN_COSINE = 0.99999
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_blas_thread():
+    """NumPy's OpenBLAS on one thread: the float64 reference and ONNX's reference
+    evaluator multiply small matrices, where a second (spinning) BLAS thread only
+    costs, badly so on a shared machine."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 @pytest.fixture(scope="module")
 def weights():
     return minilm.load_weights()
