@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from typing import Optional, Sequence
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 KERNELS_LIBRARY = "libpyinfer_kernels.so"
@@ -118,15 +117,3 @@ def _summary(embed: bool) -> int:
     out("compile:       cc prog.c $(python -m pyinfer config --cflags --libs)")
     out("               cc prog.c $(python -m pyinfer config --embed --cflags --libs)")
     return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m pyinfer.config ...``: the same as ``python -m pyinfer config ...``."""
-    import argparse
-    parser = argparse.ArgumentParser(prog="pyinfer config")
-    add_cli(parser.add_subparsers(dest="command"))
-    return run_cli(parser.parse_args(["config", *(sys.argv[1:] if argv is None else argv)]))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
