@@ -14,7 +14,8 @@
  * has no micro-kernel code: it clamps the tile just stored, still in L1.
  *
  * Loops (BLIS order, M = output channels is small, N = pixels is large):
- *   unit (n, g, column chunk, row block) -- one per thread at a time;
+ *   unit (n, g, column chunk, row block) -- handed out dynamically, so on a
+ *     shared machine a thread that loses its core does not hold half the work;
  *    pc: KC rows of K   -> pack the B block (KC x chunk, in L2)
  *     jr: NR columns     -> one B sliver (KC x NR, in L1)
  *      ir: MR rows       -> micro-kernel on the packed W panel (streams from L2)
@@ -379,7 +380,7 @@ PI_EXPORT int CV_PUB(_conv2d_gemm)(const pi_conv2d_shape *s, int mr, const CV(t)
         CV(t) *bp = (CV(t) *)((char *)ws + (pi_index)omp_get_thread_num() * slot);
         CV(t) ct[PI_GEMM_MAX_MR * PI_GEMM_MAX_NR];
         CV(t) rt[PI_GEMM_MAX_MR * PI_GEMM_MAX_NR];
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (pi_index unit = 0; unit < units; unit++) {
             pi_index rest = unit;
             const pi_index blk = rest % sp.blocks;
@@ -534,7 +535,7 @@ PI_EXPORT int CV_PUB(_conv2d_depthwise)(const pi_conv2d_shape *s, const CV(t) *x
 #if PI_X86 && PI_CONV_F32
     const int avx2 = pi_current_isa >= PI_ISA_AVX2;
 #endif
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 4)
     for (pi_index pl = 0; pl < planes; pl++) {
         CV(t) *ph = (CV(t) *)((char *)ws + (pi_index)omp_get_thread_num() * slot);
         const pi_index n = pl / s->c, c = pl % s->c;
