@@ -4,16 +4,23 @@ Groups (compare within a group; pytest-benchmark's table, or the ratios the
 run writes to extra_info):
 
 * ``qgemm MxKxN``: u8 x s8 GEMM to float32 (dequantize epilogue), weights
-  packed once (what a plan does) -- against our fp32 GEMM
-  (``pyinfer.ops.gemm(backend="c")``) and ONNX Runtime's MatMulInteger (a
-  one-node session with B as an initializer, int32 out).
+  packed once (what a plan does), 7-bit weights (|w| <= 64, what
+  ``quantize_dynamic`` makes on AVX2 without VNNI: the vpmaddubsw kernel) and
+  full-range ones (``pyinfer-int8-exact``: the 16-bit vpmaddwd kernel on
+  AVX2) -- against our fp32 GEMM (``pyinfer.ops.gemm(backend="c")``) and ONNX
+  Runtime's MatMulInteger (a one-node session with the 7-bit B as an
+  initializer, int32 out).
 * ``mlp``: a 3-layer MLP (768-3072-768, batch 32) fp32 vs
-  ``pyinfer.compress.quantize_dynamic``, and ONNX Runtime fp32 vs its own
-  ``quantize_dynamic`` model.
+  ``pyinfer.compress.quantize_dynamic`` (default reduce_range), and ONNX
+  Runtime fp32 vs its own ``quantize_dynamic`` model (reduce_range=True, so
+  both int8 models are exact and equal).
 * ``minilm`` (when ``pyinfer.models.minilm``'s weights are installed): the
   same four on all-MiniLM-L6-v2 at batch 1 x 128 tokens.
 
 Run: pytest bench/test_bench_quant.py --benchmark-only --bench-threads 2
+On a loaded machine, alternate the contenders round by round instead (medians
+of interleaved rounds, the load average printed with them):
+    python bench/test_bench_quant.py [--threads 2] [--rounds 15]
 """
 from __future__ import annotations
 
@@ -34,7 +41,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 SHAPES = [(128, 384, 1536), (1024, 1024, 1024)]
-GEMM_CONTENDERS = ["pyinfer-int8", "pyinfer-fp32", "ort-MatMulInteger"]
+GEMM_CONTENDERS = ["pyinfer-int8", "pyinfer-int8-exact", "pyinfer-fp32", "ort-MatMulInteger"]
 
 
 def _session(model_or_path, threads):
@@ -49,7 +56,10 @@ def _session(model_or_path, threads):
 def _gemm_fn(contender, m, k, n, threads):
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (m, k), dtype=np.uint8)
-    b = rng.integers(-128, 128, (k, n), dtype=np.int8)
+    full = rng.integers(-128, 128, (k, n), dtype=np.int8)
+    b = rng.integers(-64, 65, (k, n), dtype=np.int8)
+    if contender == "pyinfer-int8-exact":
+        contender, b = "pyinfer-int8", full
     if contender == "pyinfer-int8":
         w = ops.qweight(b, 0)
         scale = np.full(n, 1e-3, np.float32)
@@ -124,18 +134,16 @@ def _model_paths(name):
                 np.random.default_rng(2).integers(100, 2000, (1, 128)).astype(np.int64) \
                 if "input_ids" in i.name else np.zeros((1, 128), np.int64)
     if not os.path.exists(int8):
-        quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8, per_channel=True,
+                         reduce_range=True)
     return fp32, int8, feeds
 
 
 MODEL_CONTENDERS = ["pyinfer-fp32", "pyinfer-int8", "ort-fp32", "ort-int8"]
 
 
-@pytest.mark.parametrize("contender", MODEL_CONTENDERS)
-@pytest.mark.parametrize("model", ["mlp", "minilm"])
-def test_model(benchmark, threads, model, contender):
+def _model_fn(model, contender, threads):
     from pyinfer.compress import quantize_dynamic
-    benchmark.group = f"{model} ({threads} threads)"
     fp32, int8, feeds = _model_paths(model)
     if contender.startswith("ort"):
         sess = _session(int8 if contender == "ort-int8" else fp32, threads)
@@ -146,5 +154,54 @@ def test_model(benchmark, threads, model, contender):
             g = quantize_dynamic(g)
         it = pyinfer.Interpreter(g)
         fn = lambda: it.run(feeds)  # noqa: E731
+    return fn
+
+
+@pytest.mark.parametrize("contender", MODEL_CONTENDERS)
+@pytest.mark.parametrize("model", ["mlp", "minilm"])
+def test_model(benchmark, threads, model, contender):
+    benchmark.group = f"{model} ({threads} threads)"
+    fn = _model_fn(model, contender, threads)
     fn()
     benchmark(fn)
+
+
+def _interleaved(groups, threads, rounds):
+    """Each group's contenders alternated round by round (one call each per
+    round, after warm-up calls): medians in ms, and ratios to the first."""
+    import time
+    pyinfer.set_num_threads(threads)
+    for title, fns in groups:
+        for fn in fns.values():
+            for _ in range(3):
+                fn()
+        times = {name: [] for name in fns}
+        for _ in range(rounds):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+        med = {name: float(np.median(v)) * 1e3 for name, v in times.items()}
+        first = next(iter(med))
+        print(f"| {title} | " + " | ".join(f"{n} {ms:.2f} ms" for n, ms in med.items()) + " | " +
+              ", ".join(f"{first} vs {n} {med[n] / med[first]:.2f}x" for n in med if n != first)
+              + f" | load {os.getloadavg()[0]:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--only", choices=["gemm", "mlp"], default=None)
+    opts = ap.parse_args()
+    groups = []
+    if opts.only in (None, "gemm"):
+        for shape in SHAPES:
+            groups.append(("x".join(map(str, shape)),
+                           {c: _gemm_fn(c, *shape, opts.threads) for c in GEMM_CONTENDERS}))
+    if opts.only in (None, "mlp"):
+        groups.append(("mlp", {c: _model_fn("mlp", c, opts.threads) for c in
+                               ["pyinfer-int8", "pyinfer-fp32", "ort-int8", "ort-fp32"]}))
+    print(f"threads {opts.threads}, rounds {opts.rounds}, load {os.getloadavg()}")
+    _interleaved(groups, opts.threads, opts.rounds)

@@ -119,13 +119,21 @@ def _current_index(w) -> int:
     return kernel_for_weight_bits(weight_bits(w))
 
 
+_best: dict = {}
+
+
 def kernel_for_weight_bits(bits: int) -> int:
     """The micro-kernel weights of ``bits`` bits (7 or 8) get on this CPU at the
-    current ISA setting (no forcing): what quantize's reduce_range=None asks."""
-    best = -1
-    for u in _UKERNELS:
-        if runs(u.index) and u.wb >= bits and (best < 0 or u.isa > _UKERNELS[best].isa):
-            best = u.index
+    current ISA setting (no forcing): what quantize's reduce_range=None asks.
+    Cached per ISA setting (it is asked on every GEMM call)."""
+    key = (lib.pi_isa(), bits)
+    best = _best.get(key)
+    if best is None:
+        best = -1
+        for u in _UKERNELS:
+            if runs(u.index) and u.wb >= bits and (best < 0 or u.isa > _UKERNELS[best].isa):
+                best = u.index
+        _best[key] = best
     return best
 
 
