@@ -13,9 +13,9 @@ Both return a new graph in which each MATMUL / GEMM whose weight is a constant
   (ONNX Runtime's ``reduce_range`` rule).  ``reduce_range=None`` (the default)
   picks 7-bit where this CPU has a faster exact kernel for 7-bit weights:
   AVX2 without AVX-512 VNNI, where the vpmaddubsw kernel is exact only when
-  ``|w| <= 64`` (pi_qgemm_ukernels.h) and ~1.3x faster than the exact 16-bit
-  one; full range with VNNI (exact at any width), without the C extension, or
-  with ``reduce_range=False``.  The choice is recorded in ``graph.notes``.
+  ``|w| <= 64`` (pi_qgemm_ukernels.h) and 1.1-1.45x faster than the exact
+  16-bit one (bench/RESULTS.md); full range with VNNI (exact at any width),
+  without the C extension, or with ``reduce_range=False``.  The choice is recorded in ``graph.notes``.
   It costs one bit of weight precision (error up to ``max|w| / 128`` per
   weight instead of ``/ 254``); pass it explicitly for a model that is the
   same on every machine;
