@@ -469,7 +469,7 @@ def _compare_with_ort(path, feeds, named, threads) -> None:
 def _run_minilm(args) -> int:
     import numpy as np
     import pyinfer
-    from .models import minilm, tools
+    from .models import minilm
     sentences = args.text or list(minilm.SENTENCES)
     t0 = time.perf_counter()
     loaded = _load(None)

@@ -122,11 +122,8 @@ def test_profile_table_ceilings_and_roofline(tiny, tmp_path, capsys):
     png = tmp_path / "roofline.png"
     code, out, err = _main(capsys, "profile", tiny, "--batch", "64", "--repeat", "3",
                            "--plot", str(png))
-    try:
-        import matplotlib  # noqa: F401
-        has_mpl = True
-    except ImportError:
-        has_mpl = False
+    import importlib.util
+    has_mpl = importlib.util.find_spec("matplotlib") is not None
     assert "kernel" in out and "GFLOP/s" in out and "total" in out
     assert re.search(r"measured ceilings \(\d+ threads\): \d+\.\d GFLOP/s .* \d+\.\d GB/s", out)
     gemm_rows = [ln for ln in out.splitlines() if re.match(r"\s+\d+ \S*gemm", ln)]
