@@ -194,6 +194,17 @@ int pi_f64_conv2d_depthwise(const pi_conv2d_shape *s, const double *x, pi_index 
                             const double *bias, const double *r, int act, int clip,
                             double clip_lo, double clip_hi, double *y, void *ws,
                             pi_index ws_bytes);
+/* Direct conv in NCHWc (8-channel blocks; csrc/pi_conv_nchwc.c), float32, groups 1,
+ * AVX2 (PI_ERR_UNSUPPORTED below it): x (n, ceil(c/8), h, w, 8), y and r (NULL:
+ * none) (n, ceil(k/8), oh, ow, 8), all C-contiguous; wp of
+ * pi_conv2d_nchwc_packed_size values from pi_f32_conv2d_nchwc_pack (w as for the
+ * implicit GEMM); bias (never NULL) ceil(k/8)*8 values, zero past k.  Channels past c must be
+ * zero in x; those past k come out as act(0) clipped. */
+pi_index pi_conv2d_nchwc_packed_size(const pi_conv2d_shape *s);
+int pi_f32_conv2d_nchwc_pack(const pi_conv2d_shape *s, const float *w, float *wp);
+int pi_f32_conv2d_nchwc(const pi_conv2d_shape *s, const float *x, const float *wp,
+                        const float *bias, const float *r, int act, int clip, float clip_lo,
+                        float clip_hi, float *y);
 
 /* ---- Winograd 3x3 convolution (csrc/pi_winograd.c) ----------------------- */
 /* y = clip(act(conv3x3(x, w) + bias + r)) for NCHW float32 x (n, c, h, w),

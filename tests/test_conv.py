@@ -326,3 +326,27 @@ def test_out_overlapping_input_goes_through_a_temporary(rng):
     ref = conv2d_ref(buf.astype(np.float64), w.astype(np.float64))
     pyinfer.ops.conv2d(buf, w, out=buf)  # in place over x
     assert_close(buf, ref, np.float32, atol_extra=sum_bound(6, np.abs(ref) * 8, np.float32))
+
+
+@needs_c
+@settings(deadline=None, max_examples=30)
+@given(conv_case())
+def test_direct_nchwc_kernel(case):
+    """The direct NCHWc kernel (csrc/pi_conv_nchwc.c) on blocked copies of the case."""
+    from pyinfer.graph.families.conv import from_nchwc, to_nchwc
+    x, w, bias, residual, dtype, attrs = case
+    assume(attrs["groups"] == 1 and dtype == np.float32)
+    assume(c_conv.nchwc_reason(x.shape, w.shape, 1, dtype) is None)
+    act, clip = _ref_act(attrs["act"])
+    geo = dict(stride=attrs["stride"], pads=attrs["pads"], dilation=attrs["dilation"])
+    f64 = [None if a is None else np.asarray(a, np.float64) for a in (x, w, bias, residual)]
+    ref = conv2d_ref(*f64, **geo, activation=act, clip=clip)
+    mag = conv2d_ref(*[None if a is None else np.abs(a) for a in f64], **geo)
+    kern = c_conv.NchwcConvKernel(x.shape, w, bias, **geo, activation=act, clip=clip)
+    x5 = to_nchwc(np.asarray(x), 8)
+    r5 = None if residual is None else to_nchwc(residual, 8)
+    out = np.full((ref.shape[0], -(-ref.shape[1] // 8)) + ref.shape[2:] + (8,), np.nan,
+                  np.float32)
+    kern(x5, r5, out)
+    assert_close(from_nchwc(out, ref.shape[1]), ref, dtype,
+                 atol_extra=1.2 * sum_bound(w[0].size + 2, mag, dtype), what="nchwc")

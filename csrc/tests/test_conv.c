@@ -1,7 +1,8 @@
 /* Standalone differential test of the conv2d kernels (csrc/pi_conv.c), no Python.
  *
  * pi_{f32,f64}_conv2d_gemm (implicit GEMM over packed weights, with and without
- * the packed bias) and pi_{f32,f64}_conv2d_depthwise, on every ISA this CPU runs
+ * the packed bias), pi_{f32,f64}_conv2d_depthwise and (f32, AVX2, groups 1)
+ * pi_f32_conv2d_nchwc on blocked copies, on every ISA this CPU runs
  * and on 1 and 2 threads: shapes off the register tile (MR, NR), K above KC
  * (several k blocks), several pixel chunks, groups, strides, dilations,
  * asymmetric pads, a strided input (every other column of a wider buffer);
@@ -171,6 +172,73 @@ static void run_case(const cfg *q, int es, int depthwise, int with_bias, int wit
     free(ws); free(wp);
 }
 
+/* The direct NCHWc kernel (f32, groups 1, AVX2) on the same reference: x, y, r
+ * converted to 8-channel blocks, channels past c / k zero. */
+static void run_nchwc(const cfg *q, int with_bias, int with_res, int act, int clip)
+{
+    pi_conv2d_shape s;
+    s.n = q->n; s.c = q->c; s.h = q->h; s.w = q->w; s.k = q->k;
+    s.kh = q->kh; s.kw = q->kw; s.sh = q->sh; s.sw = q->sw; s.dh = q->dh; s.dw = q->dw;
+    s.pad_t = q->pt; s.pad_l = q->pl; s.groups = 1;
+    s.oh = (q->h + q->pt + q->pb - q->dh * (q->kh - 1) - 1) / q->sh + 1;
+    s.ow = (q->w + q->pl + q->pr - q->dw * (q->kw - 1) - 1) / q->sw + 1;
+    const pi_index cb = (q->c + 7) / 8, kb = (q->k + 7) / 8, hw = q->h * q->w,
+                   ohw = s.oh * s.ow;
+    float *x = calloc((size_t)(q->n * cb * hw * 8), sizeof(float));
+    float *w = malloc(sizeof(float) * (size_t)(q->k * q->c * q->kh * q->kw));
+    float *b = calloc((size_t)(kb * 8), sizeof(float));
+    float *r = calloc((size_t)(q->n * kb * ohw * 8), sizeof(float));
+    float *y = malloc(sizeof(float) * (size_t)(q->n * kb * ohw * 8));
+    float *wp = malloc(sizeof(float) * (size_t)pi_conv2d_nchwc_packed_size(&s));
+    for (pi_index n = 0; n < q->n; n++)
+        for (pi_index c = 0; c < q->c; c++)
+            for (pi_index i = 0; i < hw; i++)
+                x[((n * cb + c / 8) * hw + i) * 8 + c % 8] = (float)urand();
+    for (pi_index i = 0; i < q->k * q->c * q->kh * q->kw; i++) w[i] = (float)urand();
+    for (pi_index k = 0; k < q->k; k++) b[k] = (float)urand();
+    for (pi_index n = 0; n < q->n; n++)
+        for (pi_index k = 0; k < q->k; k++)
+            for (pi_index i = 0; i < ohw; i++)
+                r[((n * kb + k / 8) * ohw + i) * 8 + k % 8] = (float)urand();
+    for (pi_index i = 0; i < q->n * kb * ohw * 8; i++) y[i] = NAN;
+    const double lo = -0.25, hi = 0.5, eps = 5.96e-8;
+    if (!with_bias) memset(b, 0, sizeof(float) * (size_t)(kb * 8)); /* bias is required */
+    int bad = pi_f32_conv2d_nchwc_pack(&s, w, wp) != PI_OK;
+    bad |= pi_f32_conv2d_nchwc(&s, x, wp, b, with_res ? r : NULL, act, clip, (float)lo,
+                               (float)hi, y) != PI_OK;
+    for (pi_index n = 0; n < q->n && !bad; n++)
+        for (pi_index k = 0; k < q->k && !bad; k++)
+            for (pi_index oy = 0; oy < s.oh; oy++)
+                for (pi_index ox = 0; ox < s.ow; ox++) {
+                    double acc = b[k], mag = fabs(b[k]);
+                    for (pi_index c = 0; c < q->c; c++)
+                        for (pi_index ky = 0; ky < q->kh; ky++)
+                            for (pi_index kx = 0; kx < q->kw; kx++) {
+                                pi_index iy = oy * q->sh - q->pt + ky * q->dh;
+                                pi_index ix = ox * q->sw - q->pl + kx * q->dw;
+                                if (iy < 0 || iy >= q->h || ix < 0 || ix >= q->w) continue;
+                                double v = (double)x[((n * cb + c / 8) * hw + iy * q->w + ix) * 8 +
+                                                     c % 8] *
+                                           w[((k * q->c + c) * q->kh + ky) * q->kw + kx];
+                                acc += v;
+                                mag += fabs(v);
+                            }
+                    pi_index yi = ((n * kb + k / 8) * ohw + oy * s.ow + ox) * 8 + k % 8;
+                    if (with_res) { acc += r[yi]; mag += fabs(r[yi]); }
+                    double want = ref_act(acc, act, clip, lo, hi);
+                    double tol = (double)(q->c * q->kh * q->kw + 4) * eps * mag * 1.2 +
+                                 16 * eps * (1 + fabs(want));
+                    if (!(fabs(y[yi] - want) <= tol)) {
+                        fprintf(stderr, "FAIL nchwc c=%lld k=%lld at (%lld,%lld,%lld,%lld): got %g "
+                                "want %g\n", q->c, q->k, n, k, oy, ox, y[yi], want);
+                        bad = 1;
+                        break;
+                    }
+                }
+    if (bad) failed++; else passed++;
+    free(x); free(w); free(b); free(r); free(y); free(wp);
+}
+
 int main(void)
 {
     static const cfg gemm_cases[] = {
@@ -206,6 +274,14 @@ int main(void)
         }
     }
     pi_set_isa(top);
+    if (top >= PI_ISA_AVX2)
+        for (int thr = 1; thr <= 2; thr++) {
+            pi_set_num_threads(thr);
+            for (size_t i = 0; i < sizeof(gemm_cases) / sizeof(gemm_cases[0]); i++)
+                if (gemm_cases[i].groups == 1)
+                    for (int v = 0; v < 4; v++)
+                        run_nchwc(&gemm_cases[i], v & 1, v >> 1, acts[(i + v) % 4], v == 3);
+        }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

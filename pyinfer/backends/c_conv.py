@@ -325,3 +325,45 @@ def conv2d(x, w, bias, residual, *, stride, pads, dilation, groups, activation, 
                         groups=groups, activation=activation, clip=clip, dtype=out.dtype,
                         has_residual=residual is not None, per_call=True)
     kernel(x, residual, out)
+
+
+# ---- NCHWc (8-channel blocks) ----------------------------------------------------------
+
+NCHWC_BLOCK = 8
+
+
+def nchwc_reason(x_shape, w_shape, groups, dtype) -> Optional[str]:
+    """None if the direct NCHWc kernel can run this conv (given in NCHW terms)."""
+    if np.dtype(dtype) != _F32:
+        return f"dtype {np.dtype(dtype)} is not float32"
+    if groups != 1:
+        return "groups != 1"
+    if lib.pi_isa() < 1:
+        return "needs AVX2"
+    return None
+
+
+class NchwcConvKernel:
+    """conv2d on NCHWc tensors with its weights packed once: ``kernel(x5, r5, out5)``
+    with x5 (N, ceil(C/8), H, W, 8), r5 and out5 (N, ceil(K/8), OH, OW, 8), all
+    C-contiguous float32.  x_shape and w are given in NCHW terms."""
+
+    def __init__(self, x_shape, w, bias, *, stride, pads, dilation, activation, clip):
+        self.shape = _shape_struct(tuple(x_shape), w.shape, stride, pads, dilation, 1)
+        k = w.shape[0]
+        kb = -(-k // NCHWC_BLOCK)
+        self.wp = np.empty(max(lib.pi_conv2d_nchwc_packed_size(self.shape), 1), _F32)
+        w = np.ascontiguousarray(w, _F32)
+        check(lib.pi_f32_conv2d_nchwc_pack(self.shape, _ptr(w), _ptr(self.wp)), "conv2d pack")
+        self.bias = np.zeros(kb * NCHWC_BLOCK, _F32)
+        if bias is not None:
+            self.bias[:k] = bias
+        self.act_code = 0 if activation == "clip" else ACTIVATION_CODES[activation]
+        self.clip_on = int(activation == "clip")
+        self.lo, self.hi = clip if activation == "clip" else (0.0, 0.0)
+        self.path = "nchwc"
+
+    def __call__(self, x, residual, out):
+        check(lib.pi_f32_conv2d_nchwc(self.shape, _ptr(x), _ptr(self.wp), _ptr(self.bias),
+                                      _ptr(residual), self.act_code, self.clip_on, self.lo,
+                                      self.hi, _ptr(out)), "conv2d nchwc")
