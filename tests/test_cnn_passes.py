@@ -193,3 +193,41 @@ def test_layout_roundtrip_reference(rng):
     assert np.all(blocked[:, 1, :, :, 3:] == 0)
     np.testing.assert_array_equal(blocked[1, 1, 2, 3, 2], x[1, 10, 2, 3])
     np.testing.assert_array_equal(from_nchwc(blocked, 11), x)
+
+
+@needs_c
+def test_nchwc_chain_of_three_convs_converts_layout_twice(rng, monkeypatch):
+    from pyinfer.backends import c_conv
+    from pyinfer.graph.passes import cnn
+    if c_conv.nchwc_reason((1, 8, 8, 8), (8, 8, 3, 3), 1, np.float32) is not None:
+        pytest.skip("the NCHWc kernel needs AVX2")
+    monkeypatch.setattr(cnn, "NCHWC_CHAINS", True)
+    g = Graph()
+    x = g.input("x", (2, 5, 11, 9), np.float32)
+    y = x
+    weights = []
+    for i, (k, stride) in enumerate([(12, 1), (9, 2), (16, 1)]):
+        w = rng.standard_normal((k, y.shape[1], 3, 3)).astype(np.float32)
+        weights.append(w)
+        y = g.add(Op.CONV, [y, g.constant(w), g.constant(rng.standard_normal(k).astype(
+            np.float32))], {"pads": (1, 1, 1, 1), "strides": (stride, stride)})
+        y = g.add(Op.RELU, [y])
+    g.output(y)
+    optimized = pyinfer.graph.passes.optimize(g)
+    ops = [n.op for n in optimized.nodes]
+    assert ops == [Op.LAYOUT, Op.CONV, Op.CONV, Op.CONV, Op.LAYOUT]
+    assert all(n.attrs["layout"] == "NCHWc" for n in optimized.nodes if n.op is Op.CONV)
+    interp = pyinfer.Interpreter(g)
+    assert interp.explain().count("layout[") == 2
+    assert interp.explain().count("c.conv2d[nchwc]") == 3
+    xv = rng.standard_normal((2, 5, 11, 9)).astype(np.float32)
+    got = interp.run([xv])[0]
+    want = pyinfer.Interpreter(g, passes="none", backend="numpy").run([xv])[0]
+    # Three convs in a row: each one's rounding is carried (relu is 1-Lipschitz)
+    # through the next ones; the bound is checked against the float64 magnitude.
+    mag = np.abs(xv).astype(np.float64)
+    for w in weights:
+        mag = conv2d_ref(mag, np.abs(w).astype(np.float64), pads=(1, 1, 1, 1),
+                         stride=(2, 2) if w is weights[1] else (1, 1)) + 3.0
+    assert_close(got, want, np.float32,
+                 atol_extra=3 * 2 * 1.2 * sum_bound(16 * 9 + 3, mag, np.float32))

@@ -2,7 +2,7 @@
 
 | op | inputs | attrs |
 |---|---|---|
-| CONV | (x, w, bias or None, residual or None) | strides, pads (top, left, bottom, right), dilations, group, auto_pad, activation (None, relu, relu6, clip, gelu, gelu_tanh, silu, sigmoid, tanh), clip_min, clip_max |
+| CONV | (x, w, bias or None, residual or None) | strides, pads (top, left, bottom, right), dilations, group, auto_pad, activation (None, relu, relu6, clip, gelu, gelu_tanh, silu, sigmoid, tanh), clip_min, clip_max, layout ("NCHW", or "NCHWc": x, residual and y blocked, group 1) |
 | LAYOUT | (x,) | to ("NCHWc" or "NCHW"), block; channels (the NCHW channel count, for to="NCHW") |
 
 The CONV shape rule fills in defaults and, once the spatial dims are concrete,
@@ -29,6 +29,7 @@ from ..opdefs import define
 from ..shapes import fail
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+NCHWC_BLOCK = 8  # channels per block: one AVX2 float32 vector
 
 
 def _concrete(*dims) -> bool:
@@ -58,12 +59,26 @@ def _conv_shape(node: Node):
         if v is not None and v.dtype not in FLOATS:
             raise DTypeError(f"node '{node.name}' (conv2d): input '{v.name}' expected float32 "
                              f"or float64, received {v.dtype}")
-    if x.ndim != 4 or w.ndim != 4:
-        raise fail(node, f"expected a 4-d x (NCHW) and a 4-d w, received {x.shape} and {w.shape}")
-    if not _concrete(*w.shape, x.shape[1]):
+    at = node.attrs
+    layout = at.setdefault("layout", "NCHW")
+    if layout == "NCHWc":
+        # x is (N, ceil(C/8), H, W, 8) with C = w's input channels (groups 1).
+        if x.ndim != 5 or w.ndim != 4 or x.shape[4] != NCHWC_BLOCK or \
+                x.shape[1] != -(-w.shape[1] // NCHWC_BLOCK) or at.get("group", 1) != 1:
+            raise fail(node, f"layout NCHWc expects x (N, ceil(C/{NCHWC_BLOCK}), H, W, "
+                             f"{NCHWC_BLOCK}) for w (K, C, KH, KW) and group 1, received "
+                             f"{x.shape} and {w.shape}")
+        x_nchw = (x.shape[0], w.shape[1]) + tuple(x.shape[2:4])
+    elif layout == "NCHW":
+        if x.ndim != 4 or w.ndim != 4:
+            raise fail(node, f"expected a 4-d x (NCHW) and a 4-d w, received {x.shape} and "
+                             f"{w.shape}")
+        x_nchw = tuple(x.shape)
+    else:
+        raise fail(node, f"attribute 'layout' expected 'NCHW' or 'NCHWc', received {layout!r}")
+    if not _concrete(*w.shape, x_nchw[1]):
         raise fail(node, f"the channels of x {x.shape} and the weight shape {w.shape} must be "
                          "known")
-    at = node.attrs
     stride = _rethrow(node, eager.pair, tuple(at.get("strides", (1, 1))), "strides", op)
     dilation = _rethrow(node, eager.pair, tuple(at.get("dilations", (1, 1))), "dilations", op)
     auto_pad = at.get("auto_pad", "NOTSET") or "NOTSET"
@@ -71,7 +86,7 @@ def _conv_shape(node: Node):
         raise fail(node, f"attribute 'auto_pad' expected one of {eager.AUTO_PADS}, "
                          f"received {auto_pad!r}")
     group = at.get("group", 1)
-    hw = tuple(x.shape[2:])
+    hw = tuple(x_nchw[2:])
     if auto_pad != "NOTSET" and _concrete(*hw):
         pads = eager.resolve_auto_pad(auto_pad, hw, w.shape[2:], stride, dilation)
         auto_pad = "NOTSET"
@@ -88,14 +103,16 @@ def _conv_shape(node: Node):
     dtype = np.result_type(*[v.dtype for v in (x, w, bias, residual) if v is not None])
     k = w.shape[0]
     if _concrete(*hw) and auto_pad == "NOTSET":
-        oh, ow = _rethrow(node, eager.check_geometry, (x.shape[0], x.shape[1]) + hw,
-                          tuple(w.shape), stride, pads, dilation, group, op)
+        oh, ow = _rethrow(node, eager.check_geometry, x_nchw, tuple(w.shape), stride, pads,
+                          dilation, group, op)
     else:
         # Symbolic spatial dims: a plan specialises the graph before it needs them.
-        _rethrow(node, eager.check_geometry, (1, x.shape[1], 1 << 30, 1 << 30), tuple(w.shape),
+        _rethrow(node, eager.check_geometry, (1, x_nchw[1], 1 << 30, 1 << 30), tuple(w.shape),
                  stride, pads, dilation, group, op)
         oh, ow = f"{node.name}.oh", f"{node.name}.ow"
     shape = (x.shape[0], k, oh, ow)
+    if layout == "NCHWc":
+        shape = (x.shape[0], -(-k // NCHWC_BLOCK), oh, ow, NCHWC_BLOCK)
     if bias is not None and tuple(bias.shape) != (k,):
         raise fail(node, f"input '{bias.name}' (bias) expected shape ({k},), received {bias.shape}")
     if residual is not None and tuple(residual.shape) != shape and _concrete(*shape):
@@ -123,9 +140,16 @@ def _conv_ref(node: Node, args):
     from ...backends.numpy_conv import conv2d_ref
     x, w, bias, residual = (list(args) + [None] * 4)[:4]
     dtype = node.outputs[0].dtype
-    y = conv2d_ref(np.asarray(x, dtype), np.asarray(w, dtype),
-                   None if bias is None else np.asarray(bias, dtype),
+    blocked = node.attrs.get("layout") == "NCHWc"
+    x = np.asarray(x, dtype)
+    if blocked:
+        x = from_nchwc(x, np.shape(w)[1])
+        if residual is not None:
+            residual = from_nchwc(np.asarray(residual), np.shape(w)[0])
+    y = conv2d_ref(x, np.asarray(w, dtype), None if bias is None else np.asarray(bias, dtype),
                    None if residual is None else np.asarray(residual, dtype), **conv_attrs(node))
+    if blocked:
+        y = to_nchwc(y, NCHWC_BLOCK)
     return [y.astype(dtype, copy=False)]
 
 
@@ -141,6 +165,9 @@ def _conv_lower(node: Node, ctx):
 
     def const(v):
         return None if v is None else np.ascontiguousarray(v.data, dtype)
+
+    if node.attrs.get("layout") == "NCHWc":
+        return _nchwc_lower(node, ctx, const)
 
     if ctx.backend in (None, "auto", "c") and w.is_constant and \
             (bias is None or bias.is_constant):
@@ -184,6 +211,27 @@ def _prepacked_step(node, kernel, x, residual):
         else:
             args.append(residual)
     return Step(node, conv, args, {}, "c", f"c.conv2d[{kernel.path}]", flops=_flops(node))
+
+
+def _nchwc_lower(node, ctx, const):
+    """The direct NCHWc kernel with its weights packed now; without it (no C
+    extension, no AVX2, weights computed at run time) the reference runs."""
+    x, w, bias, residual = conv_inputs(node)
+    if ctx.backend not in (None, "auto", "c") or not w.is_constant or \
+            (bias is not None and not bias.is_constant) or node.outputs[0].dtype != np.float32:
+        return None
+    from ...backends import _native
+    if _native.lib is None:
+        return None
+    from ...backends import c_conv
+    x_nchw = (x.shape[0], w.shape[1]) + tuple(x.shape[2:4])
+    if c_conv.nchwc_reason(x_nchw, w.shape, 1, np.float32) is not None:
+        return None
+    at = conv_attrs(node)
+    kernel = c_conv.NchwcConvKernel(x_nchw, const(w), const(bias), stride=at["stride"],
+                                    pads=at["pads"], dilation=at["dilation"],
+                                    activation=at["activation"], clip=at["clip"])
+    return _prepacked_step(node, kernel, x, residual)
 
 
 define(Op.CONV, shape=_conv_shape, reference=_conv_ref, lower=_conv_lower)
@@ -235,4 +283,14 @@ def _layout_ref(node: Node, args):
     return [from_nchwc(x, node.attrs["channels"])]
 
 
-define(Op.LAYOUT, shape=_layout_shape, reference=_layout_ref)
+def _layout_lower(node: Node, ctx):
+    from ...plan.select import Step
+    at = node.attrs
+
+    def reorder(x, *, out):
+        np.copyto(out, to_nchwc(x, at["block"]) if at["to"] == "NCHWc" else
+                  from_nchwc(x, at["channels"]))
+    return Step(node, reorder, [node.inputs[0]], {}, "numpy", f"numpy.layout[{at['to']}]")
+
+
+define(Op.LAYOUT, shape=_layout_shape, reference=_layout_ref, lower=_layout_lower)

@@ -8,6 +8,7 @@ Rules, applied to every ``Op.CONV`` (docs/conv.md):
 | bias | ``conv + c``, c a constant of shape (K,1,1) / (1,K,1,1) | c added into the conv's bias |
 | residual | ``conv + r``, r of the output's shape, not computed from the conv | ``residual`` input |
 | activation | relu, silu, sigmoid, tanh, gelu, gelu_tanh, and ``maximum``/``minimum`` by scalar constants (Clip, ReLU6) | ``activation`` attr (``clip`` with ``clip_min``/``clip_max``) |
+| layout | two or more convs, each read only by the next (f32, group 1, constant weights, no residual) | the chain in NCHWc between one LAYOUT in and one out; only with ``NCHWC_CHAINS`` (off: see there) |
 
 The kernel computes ``act(conv + bias + residual)``, so the adds must come
 before the activation and the chain is walked in that order; every
@@ -201,8 +202,72 @@ def fuse_epilogues(graph: Graph) -> bool:
     return changed
 
 
+# ---- NCHWc layout propagation ---------------------------------------------------------------
+
+# Off by default: the direct NCHWc kernel (csrc/pi_conv_nchwc.c) measured about half
+# the implicit GEMM's speed on this machine (bench/RESULTS.md, conv section), so
+# keeping chains blocked would make them slower.  Set True to use it (tests do).
+NCHWC_CHAINS = False
+
+
+def _nchwc_ok(graph, conv) -> bool:
+    """Can this conv run in NCHWc (the direct kernel's conditions)?"""
+    x, w, bias, residual = _conv_inputs(conv)
+    y = conv.outputs[0]
+    if conv.attrs.get("layout", "NCHW") != "NCHW" or conv.attrs.get("group", 1) != 1 or \
+            residual is not None or not w.is_constant or \
+            (bias is not None and not bias.is_constant) or y.dtype != np.float32 or \
+            x.ndim != 4 or not all(isinstance(d, int) for d in tuple(x.shape) + tuple(y.shape)):
+        return False
+    from ...backends import _native
+    if _native.lib is None:
+        return False
+    from ...backends import c_conv
+    return c_conv.nchwc_reason(x.shape, w.shape, 1, y.dtype) is None
+
+
+def propagate_layout(graph: Graph) -> bool:
+    """Chains of two or more convolutions, each read only by the next, run in
+    NCHWc: one LAYOUT into the blocked layout before the chain, one back after it,
+    none in between (STYLE.md 11: ``n`` convs, 2 reorders)."""
+    from ..families.conv import NCHWC_BLOCK
+    from ._util import make_node, place
+    use = users(graph)
+    chains, taken = [], set()
+    for conv in graph.nodes:
+        if conv.op is not Op.CONV or id(conv) in taken or not _nchwc_ok(graph, conv):
+            continue
+        chain = [conv]
+        while True:
+            nxt = _single_consumer(graph, chain[-1].outputs[0], use)
+            if nxt is None or nxt.op is not Op.CONV or nxt.inputs[0] is not chain[-1].outputs[0] \
+                    or not _nchwc_ok(graph, nxt):
+                break
+            chain.append(nxt)
+        taken.update(id(c) for c in chain)
+        if len(chain) >= 2:
+            chains.append(chain)
+    for chain in chains:
+        first, last = chain[0], chain[-1]
+        prev = place(graph, make_node(graph, Op.LAYOUT, [first.inputs[0]],
+                                      {"to": "NCHWc", "block": NCHWC_BLOCK}), first).outputs[0]
+        for conv in chain:
+            attrs = dict(conv.attrs, layout="NCHWc")
+            new = place(graph, make_node(graph, Op.CONV, [prev] + list(conv.inputs[1:]), attrs,
+                                         name=f"{conv.name}_nchwc",
+                                         fused_from=conv.fused_from or (conv.name,)), last)
+            prev = new.outputs[0]
+        back = place(graph, make_node(graph, Op.LAYOUT, [prev],
+                                      {"to": "NCHW", "block": NCHWC_BLOCK,
+                                       "channels": last.outputs[0].shape[1]}), last)
+        graph.replace_uses(last.outputs[0], back.outputs[0])
+    return bool(chains)
+
+
 def cnn(graph: Graph) -> None:
     changed = fold_batch_norm(graph)
     changed = fuse_epilogues(graph) or changed
+    if NCHWC_CHAINS:
+        changed = propagate_layout(graph) or changed
     if changed:
         finish(graph)
