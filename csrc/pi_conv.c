@@ -248,15 +248,19 @@ PI_EXPORT int CV_PUB(_conv2d_pack_weights)(const pi_conv2d_shape *s, int mr, con
         return PI_ERR_ARG;
     for (pi_index g = 0; g < s->groups; g++)
         for (pi_index q = 0; q < panels; q++) {
+            /* Row by row: W's rows are read in order, the panel (MR*kp values,
+             * tens of KiB) takes the strided writes in cache. */
             CV(t) *d = wp + (g * panels + q) * mr * kp;
-            for (pi_index p = 0; p < kp; p++)
-                for (int i = 0; i < mr; i++) {
-                    pi_index row = q * mr + i;
-                    CV(t) v = 0;
-                    if (row < mg)
-                        v = p < k ? w[(g * mg + row) * k + p] : bias[g * mg + row];
-                    d[p * mr + i] = v;
+            for (int i = 0; i < mr; i++) {
+                const pi_index row = q * mr + i;
+                if (row >= mg) {
+                    for (pi_index p = 0; p < kp; p++) d[p * mr + i] = 0;
+                    continue;
                 }
+                const CV(t) *src = w + (g * mg + row) * k;
+                for (pi_index p = 0; p < k; p++) d[p * mr + i] = src[p];
+                if (kp > k) d[k * mr + i] = bias[g * mg + row];
+            }
         }
     return PI_OK;
 }
