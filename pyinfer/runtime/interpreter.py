@@ -10,6 +10,7 @@ threads: each concurrent call borrows its own arena from the plan's pool.
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 import time
 from typing import Optional, Sequence, Union
@@ -198,13 +199,16 @@ class Interpreter:
                                      f"received {o.shape}")
                 if not o.flags.writeable:
                     raise ShapeError(f"run: output '{name}' is read-only")
-        if self.threads is None:
+        with self._thread_budget():
             plan.execute(xs, result)
-        else:
-            from threadpoolctl import threadpool_limits
-            with threadpool_limits(self.threads, user_api="pyinfer"):
-                plan.execute(xs, result)
         return result
+
+    def _thread_budget(self):
+        """The interpreter's thread budget for the duration of a run (or profile)."""
+        if self.threads is None:
+            return contextlib.nullcontext()
+        from threadpoolctl import threadpool_limits
+        return threadpool_limits(self.threads, user_api="pyinfer")
 
     __call__ = run
 
@@ -238,13 +242,14 @@ class Interpreter:
         times = [[] for _ in plan.steps]
         ctx = plan._acquire()
         try:
-            for _ in range(max(1, repeat)):
-                env, copies = plan.bind_run(ctx, xs, outs)
-                for i, call, takes_env in ctx.calls:
-                    t = time.perf_counter()
-                    call(env) if takes_env else call()
-                    times[i].append(time.perf_counter() - t)
-                plan.finish(ctx, env, copies)
+            with self._thread_budget():
+                for _ in range(max(1, repeat)):
+                    env, copies = plan.bind_run(ctx, xs, outs)
+                    for i, call, takes_env in ctx.calls:
+                        t = time.perf_counter()
+                        call(env) if takes_env else call()
+                        times[i].append(time.perf_counter() - t)
+                    plan.finish(ctx, env, copies)
         finally:
             plan._release(ctx)
         # Views taken when the arena was bound are never called: they cost nothing.
