@@ -131,9 +131,12 @@ static pi_index sliver_bytes(const pi_qgemm_ukernel *u, pi_index k)
 
 PI_EXPORT pi_index pi_u8s8_packed_b_bytes(int ukernel, pi_index k, pi_index n)
 {
-    if (ukernel < 0)
-        ukernel = qselect(8);
-    if (ukernel < 0 || ukernel >= QCOUNT || k < 0 || n < 0)
+    if (ukernel < 0) { /* enough for whichever pack_b(-1) picks: the 7- or the 8-bit choice */
+        const pi_index b7 = qselect(7) >= 0 ? pi_u8s8_packed_b_bytes(qselect(7), k, n) : 0;
+        const pi_index b8 = qselect(8) >= 0 ? pi_u8s8_packed_b_bytes(qselect(8), k, n) : 0;
+        return b7 > b8 ? b7 : b8;
+    }
+    if (ukernel >= QCOUNT || k < 0 || n < 0)
         return 0;
     const pi_qgemm_ukernel *u = &qtable[ukernel];
     return QHEADER + cdiv(n, u->nr) * sliver_bytes(u, k);
@@ -240,7 +243,7 @@ qpack_panel(int MR, int KU, int ES, int mr, pi_index k, const unsigned char *a, 
     const pi_index kg = cdiv(k, KU);
     for (int i = 0; i < MR; i++) {
         unsigned int sum = 0;
-        const unsigned char *src = a + i * a_rs;
+        const unsigned char *src = i < mr ? a + i * a_rs : a; /* no pointer past the rows */
         for (pi_index g = 0; g < kg; g++) {
             const pi_index e = (g * MR + i) * KU;
             for (int u = 0; u < KU; u++) {

@@ -336,6 +336,8 @@ int pi_u8s8_weight_bits(pi_index k, pi_index n, const signed char *b, pi_index b
  * the best on the current ISA that is exact for them (-1 if none). */
 int pi_u8s8_gemm_ukernel_for(pi_index k, pi_index n, const signed char *b, pi_index b_rs,
                              pi_index b_cs, const int *b_zero);
+/* Bytes of a packed B for micro-kernel `ukernel`; with -1, enough for any
+ * kernel pi_u8s8_pack_b(-1, ...) may pick (0 for bad arguments). */
 pi_index pi_u8s8_packed_b_bytes(int ukernel, pi_index k, pi_index n);
 int pi_u8s8_pack_b(int ukernel, pi_index k, pi_index n,
                    const signed char *b, pi_index b_rs, pi_index b_cs, const int *b_zero,

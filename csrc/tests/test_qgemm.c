@@ -141,6 +141,14 @@ static void test_weight_bits(void)
     int exact = pi_u8s8_gemm_ukernel_for(K, N, b, N, 1, bz);
     expect(exact >= 0 && pi_u8s8_gemm_ukernel_weight_bits(exact) == 8, "65 gets an exact kernel",
            exact, 0, N, K, 0);
+    {   /* the -1 size fits the -1 choice for 7-bit weights at the smallest size too */
+        char auto_packed[1024] __attribute__((aligned(64)));
+        const signed char one_w = 64;
+        const pi_index ab = pi_u8s8_packed_b_bytes(-1, 1, 1);
+        expect(ab > 0 && ab <= (pi_index)sizeof auto_packed &&
+                   pi_u8s8_pack_b(-1, 1, 1, &one_w, 1, 1, NULL, auto_packed, ab) == PI_OK,
+               "pack_b(-1) fits packed_b_bytes(-1)", -1, 0, 1, 1, 0);
+    }
     if (w7_runs) {
         char packed[4096] __attribute__((aligned(64)));
         pi_index pb = pi_u8s8_packed_b_bytes(uk, K, N);
