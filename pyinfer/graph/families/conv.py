@@ -169,8 +169,9 @@ def _conv_lower(node: Node, ctx):
     if node.attrs.get("layout") == "NCHWc":
         return _nchwc_lower(node, ctx, const)
 
-    if ctx.backend in (None, "auto", "c") and w.is_constant and \
-            (bias is None or bias.is_constant):
+    # Any backend but the reference may use the packed C kernel (numba has no
+    # conv: it would fall back to the C kernel anyway, re-packing every run).
+    if ctx.backend != "numpy" and w.is_constant and (bias is None or bias.is_constant):
         from ...backends import _native
         if _native.lib is not None:
             from ...backends import c_conv
@@ -217,7 +218,7 @@ def _nchwc_lower(node, ctx, const):
     """The direct NCHWc kernel with its weights packed now; without it (no C
     extension, no AVX2, weights computed at run time) the reference runs."""
     x, w, bias, residual = conv_inputs(node)
-    if ctx.backend not in (None, "auto", "c") or not w.is_constant or \
+    if ctx.backend == "numpy" or not w.is_constant or \
             (bias is not None and not bias.is_constant) or node.outputs[0].dtype != np.float32:
         return None
     from ...backends import _native
