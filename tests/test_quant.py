@@ -561,3 +561,22 @@ def test_qdq_and_qlinear_matmul_import(tmp_path):
         2 * np.spacing(np.abs(ry))  # + our two roundings (scale product, final multiply)
     assert np.all(np.abs(y - ry) <= bound)
     assert np.abs(yq.astype(int) - ryq.astype(int)).max() <= 1
+
+
+def test_quantized_matmul_followed_by_a_one_input_activation():
+    """MatMul -> Relu (no bias between): the activation is absorbed, nothing else is
+    read as a bias (this used to raise IndexError)."""
+    from pyinfer.compress import quantize_dynamic
+    rng = np.random.default_rng(7)
+    g = pyinfer.Graph()
+    x = g.input("x", (5, 16), np.float32)
+    w = rng.standard_normal((16, 8)).astype(np.float32)
+    g.output(g.add(pyinfer.Op.RELU, [g.add(pyinfer.Op.MATMUL, [x, g.constant(w)])]))
+    q = quantize_dynamic(g, reduce_range=False)
+    it = pyinfer.Interpreter(q)
+    assert it.plan.kernel_count == 1
+    xs = rng.standard_normal((5, 16)).astype(np.float32)
+    (got,) = it.run([xs])
+    (want,) = pyinfer.Interpreter(q, backend="numpy").run([xs])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert (got >= 0).all()

@@ -134,8 +134,10 @@ def _absorb_epilogue(graph: Graph, node, use) -> bool:
     changed = False
     if ins[4] is None and _single(graph, use, y):
         c = use[y][0]
-        other = c.inputs[1] if c.inputs[0] is y else c.inputs[0]
-        if c.op is Op.ADD and other.is_constant and other.size == n and \
+        other = None
+        if c.op is Op.ADD and len(c.inputs) == 2:
+            other = c.inputs[1] if c.inputs[0] is y else c.inputs[0]
+        if other is not None and other.is_constant and other.size == n and \
                 tuple(c.outputs[0].shape) == tuple(y.shape) and c.outputs[0].dtype == y.dtype:
             ins[4] = graph.constant(np.asarray(other.data, np.float32).reshape(n),
                                     name=f"{node.name}_bias")
