@@ -263,6 +263,7 @@ def quantize_static(graph: Graph, calibration_data, method: str = "minmax",
     list of dicts, of graph input name -> array, run through the NumPy reference).
     ``reduce_range`` as in ``quantize_dynamic``."""
     from ..graph.reference import evaluate_all
+    from ..plan.plan import specialize
     if method not in METHODS:
         raise ShapeError(f"quantize_static: argument 'method' expected one of {METHODS}, "
                          f"received {method!r}")
@@ -270,10 +271,15 @@ def quantize_static(graph: Graph, calibration_data, method: str = "minmax",
     g = graph.copy()
     cands = _candidates(g, nodes)
     seen: dict = {}
+    symbolic = any(not isinstance(d, int) for v in g.inputs for d in v.shape)
     for feed in batches:
-        env = evaluate_all(g, {v.name: np.asarray(feed[v.name], v.dtype) for v in g.inputs})
+        # With symbolic dims the reference needs concrete shapes: calibrate on a
+        # copy specialised to this batch (node names are kept).
+        gs = specialize(g, [np.shape(feed[v.name]) for v in g.inputs]) if symbolic else g
+        env = evaluate_all(gs, {v.name: np.asarray(feed[v.name], v.dtype) for v in gs.inputs})
+        by_name = {n.name: n for n in gs.nodes}
         for node in cands:
-            a = node.inputs[0]
+            a = by_name[node.name].inputs[0]
             seen.setdefault(node.name, []).append(a.data if a.is_constant else env[a])
     reduced = _resolve_reduce_range(g, reduce_range, cands)
     for node in cands:
