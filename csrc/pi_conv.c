@@ -105,7 +105,9 @@ static cv_split cv_plan(const pi_conv2d_shape *s, const pi_gemm_ukernel *u, pi_i
     }
     sp.nc = cv_cdiv(cv_cdiv(p, sp.chunks), nr) * nr;
     sp.chunks = cv_cdiv(p, sp.nc);
-    const pi_index nkb = cv_cdiv(kp, u->kc);
+    /* The bias row may make a block one row longer than KC: K = 256 (+1) is
+     * one block, not two of 129 that store and reload every C tile. */
+    const pi_index nkb = kp > 1 ? cv_cdiv(kp - 1, u->kc) : 1;
     sp.kcb = cv_cdiv(kp, nkb);
     return sp;
 }
@@ -286,7 +288,10 @@ static inline void CV(put_run)(CV(cursor) *cur, int NR, pi_index sliver, const c
             CV(t) v = one ? (CV(t))1 : (CV(t))0;
             for (pi_index t = 0; t < n; t++) d[t] = v;
         } else if (step == es) {
-            memcpy(d, src, (size_t)n * sizeof(CV(t)));
+            /* A loop, not memcpy: the pieces are at most NR values (a call
+             * each cost 13% of a 1x1 conv). */
+            const CV(t) *sv = (const CV(t) *)src;
+            for (pi_index t = 0; t < n; t++) d[t] = sv[t];
             src += n * es;
         } else {
             for (pi_index t = 0; t < n; t++) d[t] = CV_AT(src, t * step);
