@@ -7,17 +7,45 @@ into exceptions.  Kernels themselves trust what they are given.
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numpy as np
 
 from ..errors import BackendUnavailableError, PyinferError
 
-try:
-    from .._native import ffi, lib
-    IMPORT_ERROR = None
-except ImportError as exc:  # the extension was not built
-    ffi = lib = None
-    IMPORT_ERROR = f"the C extension pyinfer._native is not built ({exc}); reinstall with 'pip install .'"
+
+def _load():
+    """Import the extension with OpenMP's threads set to sleep when a parallel
+    region ends (OMP_WAIT_POLICY=PASSIVE), unless the user chose a policy or a
+    spin count, or set PYINFER_OMP_SPIN=1.
+
+    Why: libgomp's default lets workers spin for a while after each region.
+    On a machine whose cores are shared (other processes, or other thread pools
+    of this one: OpenBLAS, ONNX Runtime) a spinning worker keeps the core its
+    partner needs, and every barrier then waits a scheduler time slice.  Measured
+    on the 2-core development machine under load: MiniLM at 2 threads took
+    180-3000 ms with spinning, 63-73 ms with sleeping workers; small kernels
+    (50 us) cost about 1.3x more on an idle machine.  The variable is read once,
+    when libgomp loads with the extension, and restored afterwards so that
+    libraries loaded later (torch's own OpenMP) keep their defaults.  Numba's
+    OpenMP threading layer shares this libgomp and its policy.
+    """
+    ours = not any(k in os.environ for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")) and \
+        os.environ.get("PYINFER_OMP_SPIN") != "1"
+    if ours:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        from .._native import ffi, lib
+        return ffi, lib, None
+    except ImportError as exc:  # the extension was not built
+        return None, None, (f"the C extension pyinfer._native is not built ({exc}); "
+                            f"reinstall with 'pip install .'")
+    finally:
+        if ours:
+            del os.environ["OMP_WAIT_POLICY"]
+
+
+ffi, lib, IMPORT_ERROR = _load()
 
 ISA_NAMES = {0: "portable", 1: "avx2", 2: "avx512f"}
 _CTYPE = {np.dtype(np.float32): "float *", np.dtype(np.float64): "double *"}
