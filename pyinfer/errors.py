@@ -29,6 +29,7 @@ class UnsupportedOperatorError(UnsupportedError):
 class ModelError(PyinferError, ValueError):
     """A model file is corrupt, truncated, inconsistent or refers to data it may not read."""
 
+
 class MissingDependencyError(PyinferError, ImportError):
     """An optional dependency is missing; the message names the extra that brings it."""
 
