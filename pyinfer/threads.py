@@ -62,6 +62,9 @@ def _register_threadpoolctl() -> None:
         user_api = "pyinfer"
         internal_api = "pyinfer"
         filename_prefixes = ("_native",)
+        # Other packages ship a "_native" extension too (hypothesis does): only a
+        # library exporting pyinfer's thread functions is ours.
+        check_symbols = ("pi_get_num_threads", "pi_set_num_threads")
 
         def get_num_threads(self):
             return self.dynlib.pi_get_num_threads()
