@@ -10,7 +10,6 @@ threads: each concurrent call borrows its own arena from the plan's pool.
 from __future__ import annotations
 
 import collections
-import contextlib
 import threading
 import time
 from typing import Optional, Sequence, Union
@@ -205,10 +204,8 @@ class Interpreter:
 
     def _thread_budget(self):
         """The interpreter's thread budget for the duration of a run (or profile)."""
-        if self.threads is None:
-            return contextlib.nullcontext()
-        from threadpoolctl import threadpool_limits
-        return threadpool_limits(self.threads, user_api="pyinfer")
+        from ..threads import budget
+        return budget(self.threads)
 
     __call__ = run
 
