@@ -170,6 +170,10 @@ EXPECTED: dict = {
         ('unsupported', "input 'input' is computed from the values of a graph input, so the output shap"),
     'test_constantofshape_int_zeros':
         ('unsupported', "input 'input' is computed from the values of a graph input, so the output shap"),
+    'test_convinteger_with_padding':
+        ('unsupported', 'ONNX model: ai.onnx opset 10 is not supported (pyinfer imports opsets 11-21, and ...'),
+    'test_convinteger_without_padding':
+        ('unsupported', 'ONNX model: ai.onnx opset 10 is not supported (pyinfer imports opsets 11-21, and ...'),
     'test_edge_pad':
         ('unsupported', "input 'x' of element type int32 (float32 and float64 only)"),
     'test_equal_string':
@@ -542,6 +546,8 @@ EXPECTED: dict = {
     'test_dynamicquantizelinear_min_adjusted_expanded':
         ('unsupported', 'operator not supported by pyinfer'),
     'test_matmulinteger':
+        ('unsupported', 'ONNX model: ai.onnx opset 10 is not supported (pyinfer imports opsets 11-21, and ...'),
+    'test_qlinearconv':
         ('unsupported', 'ONNX model: ai.onnx opset 10 is not supported (pyinfer imports opsets 11-21, and ...'),
     'test_qlinearmatmul_2D_int8_float16':
         ('unsupported', 'B must be a constant 2-d matrix (a weight)'),
