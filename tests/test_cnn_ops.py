@@ -18,45 +18,23 @@ Tolerances (pyinfer.testing's policy, derived here per op):
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 from hypothesis import assume, given, strategies as st
 
 from pyinfer import ops, registry
-from pyinfer.backends import _native
 from pyinfer.errors import DTypeError, ShapeError, UnsupportedError
 from pyinfer.graph.ir import Graph, Op
 from pyinfer.graph.reference import evaluate
 from pyinfer.runtime.interpreter import Interpreter
 from pyinfer.testing import assert_close, eps, sum_bound
 
+from _variants import backend_variants, on_isa
+
 DTYPES = (np.float32, np.float64)
 LAYOUTS = ("c", "cropped", "w_strided", "channels_last")
 
 
-def fast_variants(op):
-    """(backend, isa) for every non-reference backend of ``op``; C once per ISA."""
-    out = []
-    for backend in registry.kernels(op):
-        if backend == "numpy":
-            continue
-        if backend == "c":
-            for isa in _native.isas_available():
-                out.append(pytest.param(backend, isa, id=f"c-{_native.ISA_NAMES[isa]}"))
-        else:
-            out.append(pytest.param(backend, None, id=backend))
-    return out
-
-
-@contextlib.contextmanager
-def on_isa(isa):
-    if isa is None:
-        yield
-    else:
-        with _native.force_isa(isa):
-            yield
 
 
 def make_input(rng, shape, dtype, layout):
@@ -113,7 +91,7 @@ def pool_cases(draw, with_dilation):
                 strided_out=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))
 
 
-@pytest.mark.parametrize("backend, isa", fast_variants("max_pool2d"))
+@pytest.mark.parametrize("backend, isa", backend_variants("max_pool2d"))
 @given(case=pool_cases(with_dilation=True))
 def test_max_pool_matches_reference(backend, isa, case):
     rng = np.random.default_rng(case["seed"])
@@ -127,7 +105,7 @@ def test_max_pool_matches_reference(backend, isa, case):
     np.testing.assert_array_equal(got, expected.astype(case["dtype"]))
 
 
-@pytest.mark.parametrize("backend, isa", fast_variants("avg_pool2d"))
+@pytest.mark.parametrize("backend, isa", backend_variants("avg_pool2d"))
 @given(case=pool_cases(with_dilation=False), count_include_pad=st.booleans())
 def test_avg_pool_matches_reference(backend, isa, case, count_include_pad):
     rng = np.random.default_rng(case["seed"])
@@ -150,7 +128,7 @@ POOL_GRID = [(k, s, p, cm)
              if all(pi < ki for pi, ki in zip(p, k + k))]
 
 
-@pytest.mark.parametrize("backend, isa", fast_variants("avg_pool2d"))
+@pytest.mark.parametrize("backend, isa", backend_variants("avg_pool2d"))
 def test_every_pool_combination(backend, isa):
     """Every kernel/stride/pad/ceil_mode/count_include_pad combination of a
     small grid, batch 1 and 2, odd sizes, both dtypes."""
@@ -197,7 +175,7 @@ def nchw(draw, max_hw=12):
                 seed=draw(st.integers(0, 2**16)))
 
 
-@pytest.mark.parametrize("backend, isa", fast_variants("global_avg_pool"))
+@pytest.mark.parametrize("backend, isa", backend_variants("global_avg_pool"))
 @given(case=nchw(max_hw=40))
 def test_global_pools_match_reference(backend, isa, case):
     rng = np.random.default_rng(case["seed"])
@@ -228,7 +206,7 @@ def _bn_params(rng, c, dtype):
             rng.standard_normal(c).astype(dtype), (rng.random(c) + 0.1).astype(dtype)]
 
 
-@pytest.mark.parametrize("backend, isa", fast_variants("batch_norm"))
+@pytest.mark.parametrize("backend, isa", backend_variants("batch_norm"))
 @given(case=nchw(), rank=st.sampled_from((2, 3, 4)), in_place=st.booleans())
 def test_batch_norm_matches_reference(backend, isa, case, rank, in_place):
     rng = np.random.default_rng(case["seed"])
@@ -263,7 +241,7 @@ CTMS = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
 NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 
-@pytest.mark.parametrize("backend, isa", fast_variants("resize"))
+@pytest.mark.parametrize("backend, isa", backend_variants("resize"))
 @given(case=nchw(max_hw=9), mode=st.sampled_from(("nearest", "linear")),
        ctm=st.sampled_from(CTMS), nearest_mode=st.sampled_from(NEAREST),
        by_scales=st.booleans(), oh=st.integers(1, 20), ow=st.integers(1, 20),

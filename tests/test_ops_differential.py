@@ -8,18 +8,16 @@ reference is the ``numpy`` backend run in float64; tolerances come from
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 from hypothesis import assume, given, strategies as st
 
-import pyinfer
 from pyinfer import ops, registry
-from pyinfer.backends import _native
 from pyinfer.errors import UnsupportedError
 from pyinfer.testing import (ACTIVATIONS, BINARY, REDUCE, UNARY, assert_close, eps,
                              random_input, sum_bound)
+
+from _variants import backend_variants, on_isa
 
 DTYPES = (np.float32, np.float64)
 # Sizes around the 8-lane AVX2 and 16-lane AVX-512 vectors and the GEMM
@@ -27,29 +25,6 @@ DTYPES = (np.float32, np.float64)
 DIMS = (1, 2, 3, 5, 6, 7, 8, 9, 13, 15, 16, 17, 24, 31, 32, 33, 47, 64, 67)
 SMALL_DIMS = (1, 2, 3, 5, 7, 8, 9, 16, 17)
 
-
-def backend_variants(op):
-    """(label, backend, isa) for every fast backend that registered ``op``; the
-    C backend once per ISA this CPU has, so every code path runs here."""
-    out = []
-    for backend in registry.kernels(op):
-        if backend == "numpy":
-            continue
-        if backend == "c":
-            for isa in _native.isas_available():
-                out.append(pytest.param(backend, isa, id=f"c-{_native.ISA_NAMES[isa]}"))
-        else:
-            out.append(pytest.param(backend, None, id=backend))
-    return out
-
-
-@contextlib.contextmanager
-def on_isa(isa):
-    if isa is None:
-        yield
-    else:
-        with _native.force_isa(isa):
-            yield
 
 
 def call(fn, *args, backend, **kw):
