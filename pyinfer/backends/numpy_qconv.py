@@ -54,9 +54,10 @@ class QConvWeight:
         return self.w.shape
 
     def gemm_weights(self) -> tuple:
-        """One ``QWeight`` per group: b = w_g reshaped (K_g, C_g*KH*KW) and
-        transposed, so its rows are ordered (c, ky, kx) like an im2col row.
-        Made once; the C backend packs each once more inside it."""
+        """One ``QWeight`` per group: b = w_g as (K_g, KH, KW, C_g) reshaped to
+        (K_g, KH*KW*C_g) and transposed, so its rows are ordered (ky, kx, c)
+        like a row of the NHWC im2col matrix (pyinfer/ops/qconv.py).  Made
+        once; the C backend packs each once more inside it."""
         if self._gemm is None:
             with self._lock:
                 if self._gemm is None:
@@ -64,7 +65,8 @@ class QConvWeight:
                     kg = k // self.groups
                     parts = []
                     for g in range(self.groups):
-                        b = np.ascontiguousarray(self.w[g * kg:(g + 1) * kg].reshape(kg, -1).T)
+                        wg = self.w[g * kg:(g + 1) * kg].transpose(0, 2, 3, 1)
+                        b = np.ascontiguousarray(wg.reshape(kg, -1).T)
                         b.setflags(write=False)
                         parts.append(QWeight(b, np.ascontiguousarray(
                             self.w_zero[g * kg:(g + 1) * kg])))

@@ -9,14 +9,18 @@ w per tensor or per output channel (w_zero, w_scale of shape (K,)).  Results
 are exact in int32 before the epilogue, which is qgemm's (float32 arithmetic,
 QuantizeLinear's rounding for a u8 result).
 
-The ``c`` kernel is im2col + the C int8 GEMM: for each image and group the
-input windows are copied into a (OH*OW, C_g*KH*KW) u8 matrix -- the padding
-filled with x_zero, so a padded tap adds ``x_zero - x_zero = 0`` after the
-GEMM's zero-point correction -- and multiplied by the group's packed weight,
-written straight into the (K_g, OH*OW) slice of the NCHW output through its
-strides.  A 1x1, stride-1, unpadded convolution skips the copy (the input
-itself, transposed by strides, is the matrix).  It is registered here, next
-to the op, because it is only a loop over the existing qgemm kernel.
+The ``c`` kernel is im2col + the C int8 GEMM.  The input is copied once to
+NHWC, padded with x_zero (so a padded tap adds ``x_zero - x_zero = 0`` after
+the GEMM's zero-point correction); for each image and group the windows are
+copied into a row-major (OH*OW, KH*KW*C_g) u8 matrix, one tap at a time (each
+copy moves C_g contiguous bytes per pixel), multiplied by the group's packed
+weight (rows ordered (ky, kx, c) to match) into an (OH*OW, K_g) block, and
+that block is transposed into the NCHW output.  Measured on 64 channels
+56x56 3x3 (same run): this layout 3.7 ms, a (C*9, OH*OW) matrix read through
+its transpose and written through strides 5.5 ms, a row-major NCHW im2col
+(3-byte inner copies) 8 ms more for the copy alone.  A 1x1, stride-1,
+unpadded convolution multiplies the NHWC input itself.  The kernel is
+registered here, next to the op, because it is only a loop over qgemm's.
 """
 from __future__ import annotations
 
@@ -133,15 +137,18 @@ def qconv2d(x_u8, w_s8, x_zero, w_zero, x_scale, w_scale, bias=None, stride=1, p
 
 # ---- the c kernel: im2col + the C int8 GEMM ---------------------------------------------------
 
-def im2col(xp: np.ndarray, cg: int, kh: int, kw: int, stride, dilation, oh: int,
-           ow: int) -> np.ndarray:
-    """xp (C_g, Hp, Wp) u8, already padded -> (OH*OW, C_g*KH*KW), rows ordered
-    (oy, ox) and columns (c, ky, kx) like the group's GEMM weight rows."""
-    sc, sh, sw = xp.strides
-    windows = np.lib.stride_tricks.as_strided(
-        xp, (oh, ow, cg, kh, kw),
-        (stride[0] * sh, stride[1] * sw, sc, dilation[0] * sh, dilation[1] * sw), writeable=False)
-    return np.ascontiguousarray(windows).reshape(oh * ow, cg * kh * kw)
+def im2col(xh: np.ndarray, kh: int, kw: int, stride, dilation, oh: int, ow: int) -> np.ndarray:
+    """xh (Hp, Wp, C_g) u8, padded NHWC -> (OH*OW, KH*KW*C_g), rows ordered
+    (oy, ox), columns (ky, kx, c)."""
+    cg = xh.shape[2]
+    t = np.empty((oh, ow, kh, kw, cg), U8)
+    for i in range(kh):
+        y0 = i * dilation[0]
+        for j in range(kw):
+            x0 = j * dilation[1]
+            t[:, :, i, j] = xh[y0:y0 + (oh - 1) * stride[0] + 1:stride[0],
+                               x0:x0 + (ow - 1) * stride[1] + 1:stride[1]]
+    return t.reshape(oh * ow, kh * kw * cg)
 
 
 def _c_qconv2d_supports(x, w, x_zero, scale, bias, *, stride, pads, dilation, activation,
@@ -169,9 +176,9 @@ def _c_qconv2d(x, w, x_zero, scale, bias, *, stride, pads, dilation, activation,
     target = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
     top, left, bottom, right = pads
     direct = (kh, kw) == (1, 1) and stride == (1, 1) and pads == (0, 0, 0, 0)
-    if not direct:
-        xp = np.full((n, c, h + top + bottom, wd + left + right), x_zero, U8)
-        xp[:, :, top:top + h, left:left + wd] = x
+    xh = np.full((n, h + top + bottom, wd + left + right, c), x_zero, U8)
+    xh[:, top:top + h, left:left + wd] = x.transpose(0, 2, 3, 1)
+    block = np.empty((oh * ow, kg), out.dtype)
     kw_args = {"activation": activation, "out_scale": out_scale, "out_zero": out_zero}
     for g, qw in enumerate(w.gemm_weights()):
         chans, outs = slice(g * cg, (g + 1) * cg), slice(g * kg, (g + 1) * kg)
@@ -179,11 +186,11 @@ def _c_qconv2d(x, w, x_zero, scale, bias, *, stride, pads, dilation, activation,
         b = None if bias is None else bias[outs]
         for i in range(n):
             if direct:
-                a = x[i, chans].reshape(cg, h * wd).T  # a strided view, no copy
+                a = xh[i].reshape(h * wd, c)[:, chans]  # a strided view, no copy
             else:
-                a = im2col(xp[i, chans], cg, kh, kw, stride, dilation, oh, ow)
-            c_quant.qgemm(a, qw, x_zero, s, b, out=target[i, outs].reshape(kg, oh * ow).T,
-                          **kw_args)
+                a = im2col(xh[i, :, :, chans], kh, kw, stride, dilation, oh, ow)
+            c_quant.qgemm(a, qw, x_zero, s, b, out=block, **kw_args)
+            target[i, outs].reshape(kg, oh * ow)[...] = block.T
     if target is not out:
         np.copyto(out, target)
 
