@@ -26,7 +26,7 @@ from ...backends.numpy_quant import F32, S32, S8, U8
 from ...backends.numpy_ref import ACTIVATIONS
 from ...errors import ShapeError
 from ...ops import conv as eager_conv
-from ...ops import qconv as eager_qconv  # noqa: F401  (registers the qconv2d kernels)
+from ...ops import qconv as eager_qconv  # also registers the qconv2d kernels
 from ..ir import Node, Op
 from ..opdefs import define
 from ..shapes import fail
@@ -154,7 +154,9 @@ def _lower(node: Node, ctx):
                                          scale, b], _kernel_attrs(node), flops=flops)
     if step.backend == "c":
         from ...backends import c_quant
-        for gw in qw.gemm_weights():
+        gemm_weights = (qw.block_diagonal(),) if eager_qconv._one_gemm(qw) else \
+            qw.gemm_weights()
+        for gw in gemm_weights:
             c_quant.packed_weight(gw)  # pack now, at plan time
     return step
 
