@@ -29,12 +29,11 @@ import numpy as np
 from .. import registry
 from ..backends import numpy_qconv  # noqa: F401  (registers the reference kernel)
 from ..backends.numpy_qconv import QConvWeight
-from ..backends.numpy_quant import F32, S8, U8
-from ..backends.numpy_ref import ACTIVATIONS
+from ..backends.numpy_quant import S8, U8
 from ..errors import ShapeError, UnsupportedError, shape_error
 from ._dispatch import run
 from .conv import AUTO_PADS, check_geometry, normalize_pads, pair, resolve_auto_pad
-from .quant import MAX_K, _float32, _int_array, _scalar_zero, _zero_vector
+from .quant import MAX_K, _int_array, _scalar_zero, _zero_vector, epilogue_args
 
 
 def qconv_weight(w_s8, w_zero=0, groups=1) -> QConvWeight:
@@ -103,32 +102,8 @@ def qconv2d(x_u8, w_s8, x_zero, w_zero, x_scale, w_scale, bias=None, stride=1, p
         qw = QConvWeight(w, _zero_vector(0 if w_zero is None else w_zero, k, "w_zero", op,
                                          -128, 127), groups)
     xz = _scalar_zero(x_zero, "x_zero", op, 0, 255)
-    sx = _float32(x_scale, "x_scale", op)
-    if sx.size != 1 or not np.isfinite(sx).all() or sx.reshape(-1)[0] <= 0:
-        raise ShapeError(f"{op}: argument 'x_scale' expected one finite value > 0, received {sx}")
-    sw = _float32(w_scale, "w_scale", op)
-    if sw.ndim > 1 or sw.size not in (1, k) or not np.isfinite(sw).all() or np.any(sw <= 0):
-        raise ShapeError(f"{op}: argument 'w_scale' expected a scalar or ({k},) of finite "
-                         f"values > 0, received {sw.reshape(-1)[:4]} of shape {sw.shape}")
-    scale = np.ascontiguousarray(np.broadcast_to(sx.reshape(-1)[0] * sw.reshape(-1), (k,)), F32)
-    if bias is not None:
-        bias = _float32(bias, "bias", op)
-        if bias.shape != (k,):
-            raise shape_error("bias", f"({k},)", bias.shape, op)
-        bias = np.ascontiguousarray(bias)
-    if activation is not None and activation not in ACTIVATIONS:
-        raise shape_error("activation", f"None or one of {ACTIVATIONS}", repr(activation), op)
-    if out_scale is None:
-        if out_zero is not None:
-            raise ShapeError(f"{op}: argument 'out_zero' given without 'out_scale'")
-        out_dtype, oz, os_ = F32, None, None
-    else:
-        os_ = np.float32(out_scale)
-        if not (np.isfinite(os_) and os_ > 0):
-            raise ShapeError(f"{op}: argument 'out_scale' expected a finite value > 0, "
-                             f"received {out_scale}")
-        oz = 0 if out_zero is None else _scalar_zero(out_zero, "out_zero", op, 0, 255)
-        out_dtype = U8
+    scale, bias, os_, oz, out_dtype = epilogue_args(
+        op, ("x_scale", x_scale), ("w_scale", w_scale), k, bias, activation, out_scale, out_zero)
     attrs = {"stride": stride, "pads": pads, "dilation": dilation, "activation": activation,
              "out_scale": os_, "out_zero": oz}
     return run(op, backend, (x, qw, xz, scale, bias), attrs, out, (x.shape[0], k, oh, ow),

@@ -15,9 +15,6 @@ inputs are rounded to float32 first.  The GEMM accumulates exactly in int32
 """
 from __future__ import annotations
 
-import numbers
-from typing import Optional
-
 import numpy as np
 
 from ..backends import numpy_quant  # noqa: F401  (registers the reference kernels)
@@ -270,32 +267,43 @@ def qgemm(a_u8, b_s8, a_zero, b_zero, a_scale, b_scale, bias=None, out_scale=Non
         raise shape_error("b_s8", f"{a.shape[-1]} rows to match the last dim of a_u8 {a.shape}",
                           w.b.shape, op)
     az = _scalar_zero(a_zero, "a_zero", op, 0, 255)
-    sa = _float32(a_scale, "a_scale", op)
-    if sa.size != 1 or not np.isfinite(sa).all() or sa.reshape(-1)[0] <= 0:
-        raise ShapeError(f"{op}: argument 'a_scale' expected one finite value > 0, received {sa}")
-    sb = _float32(b_scale, "b_scale", op)
-    if sb.ndim > 1 or sb.size not in (1, n) or not np.isfinite(sb).all() or np.any(sb <= 0):
-        raise ShapeError(f"{op}: argument 'b_scale' expected a scalar or ({n},) of finite "
-                         f"values > 0, received shape {sb.shape}")
-    scale = np.ascontiguousarray(np.broadcast_to(sa.reshape(-1)[0] * sb.reshape(-1), (n,)), F32)
+    scale, bias, os_, oz, out_dtype = epilogue_args(
+        op, ("a_scale", a_scale), ("b_scale", b_scale), n, bias, activation, out_scale, out_zero)
+    return _gemm(op, a, w, az, scale, bias, activation, os_, oz, out_dtype, out, backend)
+
+
+def epilogue_args(op, x_scale, w_scale, n, bias, activation, out_scale, out_zero):
+    """Check the dequantize/requantize epilogue's arguments of an int8 product
+    with ``n`` output channels (qgemm, qconv2d).  ``x_scale``/``w_scale``:
+    (argument name, value).  Returns (per-channel scale x_scale * w_scale,
+    bias, out_scale, out_zero, output dtype)."""
+    (xs_name, xs), (ws_name, ws) = x_scale, w_scale
+    sx = _float32(xs, xs_name, op)
+    if sx.size != 1 or not np.isfinite(sx).all() or sx.reshape(-1)[0] <= 0:
+        raise ShapeError(f"{op}: argument '{xs_name}' expected one finite value > 0, "
+                         f"received {sx}")
+    sw = _float32(ws, ws_name, op)
+    if sw.ndim > 1 or sw.size not in (1, n) or not np.isfinite(sw).all() or np.any(sw <= 0):
+        raise ShapeError(f"{op}: argument '{ws_name}' expected a scalar or ({n},) of finite "
+                         f"values > 0, received shape {sw.shape}")
+    scale = np.ascontiguousarray(np.broadcast_to(sx.reshape(-1)[0] * sw.reshape(-1), (n,)), F32)
     if bias is not None:
         bias = _float32(bias, "bias", op)
         if bias.shape != (n,):
             raise shape_error("bias", f"({n},)", bias.shape, op)
+        bias = np.ascontiguousarray(bias)
     if activation is not None and activation not in ACTIVATIONS:
         raise shape_error("activation", f"None or one of {ACTIVATIONS}", repr(activation), op)
     if out_scale is None:
         if out_zero is not None:
             raise ShapeError(f"{op}: argument 'out_zero' given without 'out_scale'")
-        out_dtype, oz, os_ = F32, None, None
-    else:
-        os_ = np.float32(out_scale)
-        if not (np.isfinite(os_) and os_ > 0):
-            raise ShapeError(f"{op}: argument 'out_scale' expected a finite value > 0, "
-                             f"received {out_scale}")
-        oz = 0 if out_zero is None else _scalar_zero(out_zero, "out_zero", op, 0, 255)
-        out_dtype = U8
-    return _gemm(op, a, w, az, scale, bias, activation, os_, oz, out_dtype, out, backend)
+        return scale, bias, None, None, F32
+    os_ = np.float32(out_scale)
+    if not (np.isfinite(os_) and os_ > 0):
+        raise ShapeError(f"{op}: argument 'out_scale' expected a finite value > 0, "
+                         f"received {out_scale}")
+    oz = 0 if out_zero is None else _scalar_zero(out_zero, "out_zero", op, 0, 255)
+    return scale, bias, os_, oz, U8
 
 
 def matmul_integer(a, b, a_zero_point=None, b_zero_point=None, out=None,
