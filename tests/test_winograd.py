@@ -170,6 +170,7 @@ def test_supports():
     assert "groups" in winograd.supports((1, 8, 9, 9), (4, 4, 3, 3), 1, 1, 2, f32)
     assert "3x3" in winograd.supports((1, 8, 9, 9), (4, 8, 5, 5), 1, 1, 1, f32)
     assert "float32" in winograd.supports((1, 8, 9, 9), (4, 8, 3, 3), 1, 1, 1, np.float64)
+    assert "trailing pads" in winograd.supports((1, 8, 9, 9), (4, 8, 3, 3), 1, 1, 1, f32, (1, 1, 3, 1))
 
 
 def test_transform_weights_layout():

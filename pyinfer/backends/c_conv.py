@@ -5,8 +5,8 @@
 Paths (``PATHS``; ``force_path`` pins one, for tests and benchmarks):
 
 * ``depthwise`` -- groups == C == K: csrc/pi_conv.c's plane kernel.
-* ``winograd``  -- 3x3, stride 1, dilation 1, groups 1, when the winograd helper's
-  module (pyinfer/backends/winograd.py) is present and says it supports the call.
+* ``winograd``  -- 3x3, stride 1, dilation 1, groups 1, float32, when
+  ``winograd.supports`` says so (pyinfer/backends/winograd.py).
 * ``gemm1x1``   -- 1x1, stride 1, no padding, groups 1, at most 16 output
   channels: the packed C GEMM itself, ``Y[n] = W @ X[n]`` with X[n] read in place
   (its rows are the channel planes); bias goes in as a zero-stride residual, so
@@ -29,6 +29,7 @@ from typing import Optional
 import numpy as np
 
 from ..registry import register
+from . import winograd
 from ._native import check, ffi, lib
 from .c_gemm import ACTIVATION_CODES, _call as _gemm_call
 
@@ -56,16 +57,6 @@ def force_path(path: Optional[str]):
         yield
     finally:
         _forced.path = previous
-
-
-def winograd_module():
-    """The winograd helper's wrapper module, or None while it is absent (the
-    hook: conv works without it)."""
-    try:
-        from . import winograd
-    except ImportError:
-        return None
-    return winograd
 
 
 # ---- geometry and workspace ---------------------------------------------------------
@@ -120,15 +111,8 @@ def path_reason(path, x_shape, w_shape, stride, pads, dilation, groups, dtype, b
             return "not depthwise (groups == C == K)"
         return None
     if path == "winograd":
-        wg = winograd_module()
-        if wg is None:
-            return "the winograd module is not built yet"
-        if pads[2] > 2 or pads[3] > 2:
-            # pi_winograd.c wants every output row/column to touch the input
-            # (Ho <= H + top); its supports() does not see the pads.
-            return f"trailing pads {pads[2:]} above 2"
-        return wg.supports(tuple(x_shape), tuple(w_shape), tuple(stride), tuple(dilation),
-                           groups, np.dtype(dtype))
+        return winograd.supports(tuple(x_shape), tuple(w_shape), tuple(stride),
+                                 tuple(dilation), groups, np.dtype(dtype), tuple(pads))
     if path == "gemm1x1":
         if (kh, kw) != (1, 1) or tuple(stride) != (1, 1) or any(pads) or groups != 1:
             return "not a 1x1, stride 1, unpadded, ungrouped conv"
@@ -229,7 +213,7 @@ class ConvKernel:
             self.w2 = w.reshape(w.shape[0], w.shape[1])
         elif path == "winograd":
             self.tile = 4
-            self.wt = winograd_module().transform_weights(w, self.tile)
+            self.wt = winograd.transform_weights(w, self.tile)
 
     def _pack(self):
         """W into the micro-kernel's MR-row panels, bias as the extra K column."""
@@ -291,10 +275,10 @@ class ConvKernel:
     def _run_winograd(self, x, residual, y):
         x = np.ascontiguousarray(x)
         if self.clip_on:
-            winograd_module().conv3x3(x, self.wt, self.tile, self.pads, self.bias, "clip",
+            winograd.conv3x3(x, self.wt, self.tile, self.pads, self.bias, "clip",
                                       residual, y, clip_min=self.lo, clip_max=self.hi)
         else:
-            winograd_module().conv3x3(x, self.wt, self.tile, self.pads, self.bias,
+            winograd.conv3x3(x, self.wt, self.tile, self.pads, self.bias,
                                       self.act_code, residual, y)
 
 

@@ -48,10 +48,11 @@ _G = {
 }
 
 
-def supports(x_shape, w_shape, stride, dilation, groups, dtype) -> Optional[str]:
+def supports(x_shape, w_shape, stride, dilation, groups, dtype,
+             pads=(1, 1, 1, 1)) -> Optional[str]:
     """None if the Winograd kernel can run this convolution, else why not.
     x_shape (N, C, H, W), w_shape (K, C/groups, kh, kw); stride and dilation
-    ints or pairs."""
+    ints or pairs; pads (top, left, bottom, right)."""
     if _native.lib is None:
         return _native.IMPORT_ERROR
     if np.dtype(dtype) != _F32:
@@ -68,6 +69,9 @@ def supports(x_shape, w_shape, stride, dilation, groups, dtype) -> Optional[str]
         return f"dilation {dilation} is not 1"
     if w_shape[1] != x_shape[1]:
         return f"weight channels {w_shape[1]} != input channels {x_shape[1]}"
+    if pads[2] > 2 or pads[3] > 2:
+        # the kernel wants every output row/column to touch the input (Ho <= H + top)
+        return f"trailing pads {tuple(pads[2:])} above 2"
     return None
 
 
