@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 
 import numpy as np
 
@@ -46,6 +47,28 @@ def _load():
 
 
 ffi, lib, IMPORT_ERROR = _load()
+
+class Scratch:
+    """Per-thread scratch memory for C kernels, 64-byte aligned, grown on demand
+    and never shrunk.  ``scratch(nbytes) -> (void pointer, usable bytes)``.
+
+    Each kernel family owns one instance, so a kernel whose C code calls another
+    family's (conv -> GEMM) never shares a buffer with it.  The cdata pointer is
+    cached with the buffer: a call costs ~0.1 us, not the ~2 us of a fresh cast.
+    """
+
+    def __init__(self):
+        self._tls = threading.local()
+
+    def __call__(self, nbytes: int):
+        w = getattr(self._tls, "ws", None)
+        if w is None or w[2] < nbytes:
+            buf = np.empty(max(int(nbytes), 1 << 16) + 64, np.uint8)
+            off = (-buf.ctypes.data) % 64
+            w = (buf, ffi.cast("void *", buf.ctypes.data + off), buf.nbytes - off)
+            self._tls.ws = w
+        return w[1], w[2]
+
 
 ISA_NAMES = {0: "portable", 1: "avx2", 2: "avx512f"}
 _CTYPE = {np.dtype(np.float32): "float *", np.dtype(np.float64): "double *"}

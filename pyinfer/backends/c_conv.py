@@ -30,7 +30,7 @@ import numpy as np
 
 from ..registry import register
 from . import winograd
-from ._native import check, ffi, lib
+from ._native import Scratch, check, ffi, lib
 from .c_gemm import ACTIVATION_CODES, _call as _gemm_call
 
 _F32 = np.dtype(np.float32)
@@ -79,18 +79,7 @@ def _shape_struct(x_shape, w_shape, stride, pads, dilation, groups):
         "pad_t": pads[0], "pad_l": pads[1], "groups": groups})
 
 
-_tls = threading.local()
-
-
-def _workspace(nbytes: int):
-    """(pointer, size) of this thread's conv scratch, 64-byte aligned, grown on demand."""
-    ws = getattr(_tls, "ws", None)
-    if ws is None or ws[2] < nbytes:
-        buf = np.empty(max(int(nbytes), 1 << 16) + 64, np.uint8)
-        off = (-buf.ctypes.data) % 64
-        ws = (buf, ffi.cast("void *", buf.ctypes.data + off), buf.nbytes - off)
-        _tls.ws = ws
-    return ws[1], ws[2]
+_workspace = Scratch()  # this family's per-thread C scratch
 
 
 def _ptr(x: Optional[np.ndarray]):

@@ -14,13 +14,12 @@ register tiles and cache blocking, for tests and tuning.
 """
 from __future__ import annotations
 
-import threading
 from typing import NamedTuple, Optional
 
 import numpy as np
 
 from ..registry import register
-from ._native import check, ffi, lib
+from ._native import Scratch, check, ffi, lib
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -69,20 +68,7 @@ def ukernels() -> list[UKernel]:
     return out
 
 
-_tls = threading.local()
-
-
-def _workspace(nbytes: int):
-    """(pointer, size) of this thread's GEMM scratch, grown on demand.  Kept
-    here rather than in _native.workspace so the cdata pointer is cached: a
-    call then costs ~0.1 us instead of ~2 us."""
-    w = getattr(_tls, "ws", None)
-    if w is None or w[2] < nbytes:
-        buf = np.empty(max(int(nbytes), 1 << 16) + 64, np.uint8)
-        off = (-buf.ctypes.data) % 64
-        w = (buf, ffi.cast("void *", buf.ctypes.data + off), buf.nbytes - off)
-        _tls.ws = w
-    return w[1], w[2]
+_workspace = Scratch()  # this family's per-thread C scratch
 
 
 def _ptr(x: np.ndarray, f32: bool):

@@ -14,7 +14,6 @@ Kernel signatures: docs/kernel-contract.md.
 from __future__ import annotations
 
 import functools
-import threading
 from typing import Optional
 
 import numpy as np
@@ -22,7 +21,7 @@ import numpy as np
 from ..registry import register
 from . import numpy_cnn
 from .numpy_cnn import fold_batch_norm
-from ._native import check, ffi, lib
+from ._native import Scratch, check, ffi, lib
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -69,16 +68,7 @@ def _priority(*args, out, **attrs):
 
 # ---- pooling ---------------------------------------------------------------------
 
-_LOCAL = threading.local()
-
-
-def _workspace(nbytes: int) -> np.ndarray:
-    """This thread's pooling workspace, at least ``nbytes`` long (grown, never shrunk)."""
-    buf = getattr(_LOCAL, "ws", None)
-    if buf is None or buf.nbytes < nbytes:
-        buf = np.empty(max(nbytes, 1 << 16), np.uint8)
-        _LOCAL.ws = buf
-    return buf
+_workspace = Scratch()  # this family's per-thread C scratch
 
 
 def _pool_supports(x, *, out, **attrs):
@@ -97,12 +87,12 @@ def _pool_call(fn, x, out, kernel, strides, dilations, pads, tail):
     dw = 1 if dilations is None else dilations[1]
     nbytes = lib.pi_pool2d_workspace_bytes(x.itemsize, w, ow, kernel[1], strides[1], dw,
                                            pads[1], pads[3], threads)
-    ws = _workspace(nbytes)
+    ws, ws_size = _workspace(nbytes)
     geometry = (kernel[0], kernel[1], strides[0], strides[1]) + \
         ((dilations[0], dilations[1]) if dilations is not None else ()) + tuple(pads)
     check(fn(n, c, h, w, _p(x), x.strides[0], x.strides[1], x.strides[2], *geometry, *tail,
              oh, ow, _p(target), target.strides[0], target.strides[1], target.strides[2],
-             ffi.cast("void *", ws.ctypes.data), ws.nbytes), "pool2d")
+             ws, ws_size), "pool2d")
     _finish(target, out)
 
 

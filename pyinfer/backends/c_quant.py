@@ -21,7 +21,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from ..registry import register
-from ._native import check, ffi, lib
+from ._native import Scratch, check, ffi, lib
 from .c_gemm import ACTIVATION_CODES
 from .numpy_quant import F32, S32, S8, U8
 
@@ -60,7 +60,6 @@ def runs(index: int) -> bool:
     return bool(lib.pi_u8s8_gemm_ukernel_runs(index))
 
 
-_tls = threading.local()
 # Tests pin a micro-kernel (e.g. the portable VNNI-layout one) with this.
 _forced = threading.local()
 
@@ -70,14 +69,7 @@ def force_ukernel(index: Optional[int]) -> None:
     _forced.index = index
 
 
-def _workspace(nbytes: int):
-    w = getattr(_tls, "ws", None)
-    if w is None or w[2] < nbytes:
-        buf = np.empty(max(int(nbytes), 1 << 16) + 64, np.uint8)
-        off = (-buf.ctypes.data) % 64
-        w = (buf, ffi.cast("void *", buf.ctypes.data + off), buf.nbytes - off)
-        _tls.ws = w
-    return w[1], w[2]
+_workspace = Scratch()  # this family's per-thread C scratch
 
 
 def _pack(index: int):

@@ -20,13 +20,13 @@ for unit-scale data (typically ~1e-6 for F(2), ~1e-5 for F(4)).
 from __future__ import annotations
 
 import math
-import threading
 from typing import Optional
 
 import numpy as np
 
 from ..errors import BackendUnavailableError, ShapeError, dtype_error, shape_error
 from . import _native
+from ._native import Scratch
 
 OP = "winograd.conv3x3"
 TILES = (2, 4)
@@ -147,18 +147,7 @@ def _f32_array(arr, name, shape):
     return arr
 
 
-_tls = threading.local()
-
-
-def _workspace(nbytes: int):
-    """(pointer, size) of this thread's scratch, grown on demand, 64-byte aligned."""
-    w = getattr(_tls, "ws", None)
-    if w is None or w[2] < nbytes:
-        buf = np.empty(max(int(nbytes), 1 << 16) + 64, np.uint8)
-        off = (-buf.ctypes.data) % 64
-        w = (buf, _native.ffi.cast("void *", buf.ctypes.data + off), buf.nbytes - off)
-        _tls.ws = w
-    return w[1], w[2]
+_workspace = Scratch()  # this family's per-thread C scratch
 
 
 def conv3x3(x, wt, tile, pads, bias=None, activation=None, residual=None, out=None, *,
