@@ -139,9 +139,10 @@ def dynamic_params(lo: float, hi: float):
     return np.float32(scale), np.uint8(zp)
 
 
-def dynamic_quantize_linear(x, backend=None):
+def dynamic_quantize_linear(x, out=None, backend=None):
     """ONNX DynamicQuantizeLinear: ``(y uint8, y_scale float32, y_zero_point
-    uint8)`` with the scale and zero point computed from x's range."""
+    uint8)`` with the scale and zero point computed from x's range; ``out``
+    receives y."""
     op = "dynamic_quantize_linear"
     xf = _float32(x, "x", op)
     check_backend(backend, op)
@@ -153,7 +154,7 @@ def dynamic_quantize_linear(x, backend=None):
         raise ShapeError(f"{op}: argument 'x' expected finite values, received range "
                          f"[{mm[0]}, {mm[1]}]")
     scale, zp = dynamic_params(mm[0], mm[1])
-    y = quantize_linear(xf, scale, zp, backend=backend)
+    y = quantize_linear(xf, scale, zp, out=out, backend=backend)
     return y, np.array(scale, F32), np.array(zp, U8)
 
 

@@ -147,8 +147,7 @@ def _dyn_lower(node, ctx):
     from ...plan.select import Step
 
     def run(args, outs):
-        y, s, z = dynamic_quantize_linear(args[0])
-        outs[0][...] = y
+        _, s, z = dynamic_quantize_linear(args[0], out=outs[0])  # y straight into its slot
         outs[1][...] = s
         outs[2][...] = z
     return Step(node, run, list(node.inputs), {}, "c", "ops.dynamic_quantize_linear",
