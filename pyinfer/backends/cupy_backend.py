@@ -67,8 +67,6 @@ def _probe():
 
 def status() -> Optional[str]:
     """None when the backend can run, else why not (cheap after the first call)."""
-    if importlib.util.find_spec("cupy") is None and "cupy" not in _state:
-        return _probe()[1]
     return _probe()[1]
 
 
@@ -128,9 +126,9 @@ def check_placement(op: str, args, kwargs) -> bool:
     return False
 
 
-def eager(op: str, fn, args, kwargs):
+def eager(op: str, args, kwargs):
     """Run eager op ``op`` on the device (called by pyinfer.ops for CUDA arrays
-    or ``backend="cupy"``); ``fn`` is the host op, used for nothing but its name."""
+    or ``backend="cupy"``)."""
     on_device = check_placement(op, args, kwargs)
     cp = cupy_or_raise(op)
     impl = _IMPLS.get(op)

@@ -34,10 +34,8 @@ def _device_aware(name, fn):
     def op(*args, **kwargs):
         if kwargs.get("backend") == "cupy" or any(
                 type(a) is not _np.ndarray and hasattr(a, "__cuda_array_interface__")
-                for a in args) or any(
-                type(a) is not _np.ndarray and hasattr(a, "__cuda_array_interface__")
-                for a in kwargs.values()):
-            return cupy_backend.eager(name, fn, args, kwargs)
+                for a in (*args, *kwargs.values())):
+            return cupy_backend.eager(name, args, kwargs)
         return fn(*args, **kwargs)
     return op
 
