@@ -76,8 +76,14 @@ def matmul(a, b, out=None, backend=None) -> np.ndarray:
         o = np.expand_dims(o, -1)
     a_b = np.broadcast_to(a2, batch + (m, k))
     b_b = np.broadcast_to(b2, batch + (k, n))
-    first = (0,) * len(batch)
-    kernel = registry.select(op, backend, a_b[first][None], b_b[first][None], out=o[first][None])
+    # Select on what the kernel will be called with: the whole batch as one 3-D
+    # call where the strides allow it (a backend that loses on batches, like
+    # BLAS called per matrix, must see the batch), else one matrix.
+    whole = [_as_3d(x, len(batch)) for x in (a_b, b_b, o)]
+    if any(v is None for v in whole):
+        first = (0,) * len(batch)
+        whole = [x[first][None] for x in (a_b, b_b, o)]
+    kernel = registry.select(op, backend, whole[0], whole[1], out=whole[2])
     _run_batched(kernel, a_b, b_b, o, len(batch))
     if target is not result:
         np.copyto(result, target)
