@@ -57,7 +57,7 @@ def _ort_elementwise(x):
     g = helper.make_graph(nodes, "expr", [helper.make_tensor_value_info("x", 1, list(x.shape))],
                           [helper.make_tensor_value_info("y", 1, list(x.shape))],
                           [c("a", A), c("b", B), c("c", C)])
-    sess = _peers._session(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)],
+    sess = _peers.ort_session(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)],
                                              ir_version=8), pyinfer.get_num_threads())
     return lambda: sess.run(None, {"x": x})
 
@@ -158,7 +158,7 @@ def _ort_mlp(x, ws, bs):
     imports = [helper.make_opsetid("", _peers._ORT_OPSET)] + \
         [helper.make_opsetid(d, 1) for d in domains]
     model = helper.make_model(g, opset_imports=imports, ir_version=9 if _peers._ORT_OPSET <= 20 else 10)
-    sess = _peers._session(model, pyinfer.get_num_threads())
+    sess = _peers.ort_session(model, pyinfer.get_num_threads())
     return lambda: sess.run(None, {"x": x})
 
 

@@ -85,7 +85,7 @@ def _ort(spec, inputs, threads):
     node = helper.make_node(op_type, node_inputs, ["y"], **attrs)
     model = peers._model([node], names, inputs, "y")
     model.graph.initializer.extend(extra)
-    sess = peers._session(model, threads)
+    sess = peers.ort_session(model, threads)
     feed = dict(zip(names, inputs))
     return lambda: sess.run(None, feed)[0]
 

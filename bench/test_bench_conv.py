@@ -71,7 +71,7 @@ def ort_conv(name, x, w, b, threads, initializer: bool):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                               initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
-    sess = peers._session(model, threads)
+    sess = peers.ort_session(model, threads)
     run = sess.run
     return lambda: run(None, feeds)[0]
 

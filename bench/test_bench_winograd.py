@@ -60,7 +60,7 @@ def _onnxruntime(x, w, threads):
         initializer=[numpy_helper.from_array(w, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8,
                               producer_name="pyinfer.bench")
-    run = peers._session(model, threads).run
+    run = peers.ort_session(model, threads).run
     feed = {"x": x}
     return lambda: run(None, feed)[0]
 

@@ -454,12 +454,13 @@ def cmd_run(args) -> int:
 
 def _compare_with_ort(path, feeds, named, threads) -> None:
     import numpy as np
+    from . import peers
     from .models import tools
     why = tools.ort_unavailable()
     if why:
         print(f"ONNX Runtime: {why}")
         return
-    sess = tools.ort_session(path, threads)
+    sess = peers.ort_session(path, threads)
     ref = sess.run(list(named), feeds)
     diffs = [float(np.max(np.abs(np.asarray(a, np.float64) - b))) if np.size(b) else 0.0
              for a, b in zip(named.values(), ref)]
@@ -510,6 +511,7 @@ def _run_minilm(args) -> int:
 def cmd_bench_model(args) -> int:
     import numpy as np
     import pyinfer
+    from . import peers
     from .models import tools
     threads = pyinfer.get_num_threads()
     loaded = _load(args.model)
@@ -517,7 +519,7 @@ def cmd_bench_model(args) -> int:
     modes = [("online", 1, args.rounds), ("batch", args.batch, max(3, args.rounds // 5))]
     if args.batch == 1:
         modes = modes[:1]
-    sess = None if ort_why else tools.ort_session(loaded.path, threads)
+    sess = None if ort_why else peers.ort_session(loaded.path, threads)
     rows = []
     started = time.perf_counter()
     for mode, batch, rounds in modes:
@@ -552,7 +554,7 @@ def cmd_bench_model(args) -> int:
     else:
         import onnxruntime
         say(f"onnxruntime {onnxruntime.__version__}: intra_op_num_threads={threads}, sequential, "
-            f"same ONNX file")
+            f"no spinning after a run, same ONNX file")
     say(f"inputs at batch 1: {shapes}")
     say("timing: the engines interleaved in rotating order each round after 2 warm-up runs; "
         "ms per call")

@@ -201,14 +201,27 @@ _ONNX_DTYPE = {"float32": 1, "float64": 11}   # TensorProto.FLOAT, DOUBLE
 _gelu_choice: Optional[tuple] = None
 
 
-def _session(model, threads: int):
+def ort_session(model, threads: int):
+    """An ONNX Runtime session as every comparison in pyinfer makes one: ``model``
+    a ModelProto, serialized bytes or a path; sequential, ``threads`` intra-op
+    threads, and workers that sleep after a run (``allow_spinning=0``).
+
+    Why not spin: ORT's workers busy-wait after each run by default and keep the
+    cores the next contender needs, so in a rotating comparison whoever runs
+    after ORT looks up to 2x slower.  Measured on the 2-core development machine
+    (MiniLM, batch 1, blocks of 15 runs, same process): 45 ms without spinning,
+    77 ms with it under background load; the two are equal on an idle machine.
+    """
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), so,
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if hasattr(model, "SerializeToString"):
+        model = model.SerializeToString()
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
                                 providers=["CPUExecutionProvider"])
 
 
@@ -237,7 +250,7 @@ def _gelu_node(inp: str, out: str):
         for domain in ("", "com.microsoft"):
             node = helper.make_node("Gelu", ["x"], ["y"], domain=domain)
             try:
-                _session(_model([node], ["x"], [probe], "y", (domain,) if domain else ()), 1)
+                ort_session(_model([node], ["x"], [probe], "y", (domain,) if domain else ()), 1)
             except Exception:
                 continue
             _gelu_choice = (domain,)
@@ -318,7 +331,7 @@ def onnx_graph(case: OpCase, inputs) -> tuple:
 
 def onnxruntime_fn(case: OpCase, inputs, threads: int) -> Callable:
     model, names = onnx_graph(case, inputs)
-    sess = _session(model, threads)
+    sess = ort_session(model, threads)
     feed = dict(zip(names, inputs))
     run = sess.run
     return lambda: run(None, feed)[0]

@@ -186,13 +186,9 @@ def runner(backend: str = "auto", threads: Optional[int] = None, progress=None):
         return lambda feeds: bert.numpy_forward(weights, cfg, *(feeds[n] for n in bert.INPUTS))
     path = onnx_path(progress)
     if backend == "onnxruntime":
-        ort = require("onnxruntime", what="the onnxruntime backend")
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = int(threads or 0)
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        require("onnxruntime", what="the onnxruntime backend")
+        from ..peers import ort_session
+        sess = ort_session(path, threads or 0)
         return lambda feeds: tuple(sess.run(list(bert.OUTPUTS), dict(feeds)))
     import pyinfer
     interp = pyinfer.Interpreter(pyinfer.load(str(path)), backend=backend, threads=threads)

@@ -192,17 +192,6 @@ def describe(arrays: dict) -> str:
 
 # ---- timing ---------------------------------------------------------------------------------
 
-def ort_session(path: str, threads: int):
-    """An ONNX Runtime session like pyinfer's peers use: sequential, ``threads`` intra-op."""
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads)
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.log_severity_level = 3
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-
-
 def ort_unavailable() -> Optional[str]:
     try:
         import onnxruntime  # noqa: F401
