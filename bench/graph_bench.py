@@ -49,7 +49,6 @@ def _ort_elementwise(x):
     if _peers.why_unavailable("onnxruntime"):
         return None
     from onnx import TensorProto, helper
-    import onnxruntime as ort
     c = lambda name, v: helper.make_tensor(name, TensorProto.FLOAT, [], [v])  # noqa: E731
     nodes = [helper.make_node("Mul", ["x", "a"], ["t0"]), helper.make_node("Add", ["t0", "b"], ["t1"]),
              helper.make_node("Tanh", ["t1"], ["t2"]), helper.make_node("Sigmoid", ["x"], ["s"]),
