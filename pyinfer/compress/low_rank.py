@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import time
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 import numpy as np
 
 from ..errors import ShapeError
+from ..timing import median_seconds
 from ..graph.ir import Graph, Op
 from .prune import linear_layers, make_node, replace
 
@@ -111,16 +111,6 @@ def choose_rank(s: np.ndarray, energy: float) -> int:
     return int(hits[0]) + 1 if hits.size else len(s)
 
 
-def _median_seconds(call, repeat: int) -> float:
-    call()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
 def time_layer(w: np.ndarray, u: np.ndarray, v: np.ndarray, m: int, repeat: int = 20):
     """(dense, factored) median seconds of ``x @ w`` and ``(x @ u) @ v`` with
     pyinfer's GEMM (backend auto) on random x of m rows."""
@@ -129,8 +119,8 @@ def time_layer(w: np.ndarray, u: np.ndarray, v: np.ndarray, m: int, repeat: int 
     x = rng.standard_normal((m, w.shape[0])).astype(w.dtype)
     y = np.empty((m, w.shape[1]), w.dtype)
     t = np.empty((m, u.shape[1]), w.dtype)
-    dense = _median_seconds(lambda: ops.gemm(x, w, out=y), repeat)
-    factored = _median_seconds(lambda: ops.gemm(ops.gemm(x, u, out=t), v, out=y), repeat)
+    dense = median_seconds(lambda: ops.gemm(x, w, out=y), repeat)
+    factored = median_seconds(lambda: ops.gemm(ops.gemm(x, u, out=t), v, out=y), repeat)
     return dense, factored
 
 

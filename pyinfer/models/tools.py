@@ -253,6 +253,7 @@ def measure_ceilings(threads: int, repeat: int = 5) -> dict:
     512^3 float32 GEMM and GB/s of a 3 x 32 MiB add (bytes read + written, far
     beyond the caches), best of ``repeat``."""
     from .. import ops
+    from ..timing import best_seconds
     rng = np.random.default_rng(0)
     n = 512
     a = rng.standard_normal((n, n), dtype=np.float32)
@@ -262,17 +263,8 @@ def measure_ceilings(threads: int, repeat: int = 5) -> dict:
     y = rng.standard_normal(8 << 20, dtype=np.float32)
     z = np.empty_like(x)
 
-    def best(fn):
-        fn()
-        ts = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
-        return min(ts)
-
-    gemm = best(lambda: ops.gemm(a, b, out=c))
-    add = best(lambda: ops.add(x, y, out=z))
+    gemm = best_seconds(lambda: ops.gemm(a, b, out=c), repeat)
+    add = best_seconds(lambda: ops.add(x, y, out=z), repeat)
     return {"gflops": 2 * n ** 3 / gemm / 1e9, "gbs": 3 * x.nbytes / add / 1e9,
             "threads": threads}
 
