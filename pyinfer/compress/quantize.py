@@ -5,7 +5,8 @@
                     reduce_range=None)
 
 Both return a new graph in which each MATMUL / GEMM whose weight is a constant
-2-d float matrix becomes a ``QGEMM`` node (pyinfer/graph/families/quant.py):
+2-d float matrix becomes a ``QGEMM`` node (pyinfer/graph/families/quant.py),
+and each CONV with a constant weight a ``QCONV`` (graph/families/qconv.py):
 
 * weights: symmetric int8 (zero point 0), one scale per output column
   (``per_channel``) or per tensor: range [-127, 127] with ``scale = max|w| /
@@ -32,7 +33,23 @@ GEMM's alpha folds into the weight scales, a constant bias goes to the int8
 epilogue.  Layers that cannot run in int8 (a run-time weight, transposed
 activations, a residual input, a batched product) stay in float, with the
 reason in ``graph.notes``; naming such a layer in ``nodes`` raises
-``UnsupportedError`` naming it.  Conv layers stay float (no int8 conv yet).
+``UnsupportedError`` naming it.
+
+Convolutions: BatchNorm is folded into the weights and bias, ReLU & co. into
+the conv first (the ``cnn`` pass, so the int8 weight is the folded one), then
+the weight is quantized per output channel (axis 0 of (K, C/group, KH, KW)).
+The activation is quantized by its own node, shared by every conv reading
+it (a ResNet block input feeds its first conv and its shortcut):
+``DYNAMIC_QUANTIZE_LINEAR`` (run-time range) or ``QUANTIZE_LINEAR``
+(calibrated), then ``QCONV`` with the bias and the activation in its epilogue.
+A residual input and a clip (ReLU6) activation, which the int8 epilogue does
+not have, follow as float ADD / MAXIMUM / MINIMUM nodes (the fuse pass makes
+them one elementwise kernel).  Static quantization also requantizes a conv's
+output to u8 in its epilogue when the only reader is another int8 conv's
+QuantizeLinear (``qdq_conv.absorb_requantize``): no float round trip between
+chained convs.  Without ``nodes`` a conv too small to gain from int8
+(fewer than ``CONV_MIN_MACS`` multiply-adds per image, see there) stays in float
+with that reason; named in ``nodes`` it is quantized anyway.
 """
 from __future__ import annotations
 
@@ -40,12 +57,14 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from ..backends.numpy_ref import ACTIVATIONS as EPILOGUE_ACTIVATIONS
 from ..errors import ShapeError, UnsupportedError
 from ..graph.ir import Graph, Node, Op, Value
 from ..graph.passes._util import finish, make_node, note, place
-from ..ops.quant import dynamic_params
+from ..ops.quant import MAX_K, dynamic_params
 
 METHODS = ("minmax", "percentile", "entropy")
+LINEAR_OPS = (Op.MATMUL, Op.GEMM, Op.CONV)
 
 
 def quantize_weight(w: np.ndarray, per_channel: bool = True, reduce_range: bool = False):
@@ -84,9 +103,11 @@ def _resolve_reduce_range(graph: Graph, reduce_range: Optional[bool], nodes) -> 
 
 
 def _why_not(graph: Graph, node: Node) -> Optional[str]:
-    """None if ``node`` can become a QGEMM, else the reason."""
+    """None if ``node`` can become a QGEMM / QCONV, else the reason."""
+    if node.op is Op.CONV:
+        return _conv_why_not(node)
     if node.op not in (Op.MATMUL, Op.GEMM):
-        return f"op '{node.op.value}' has no int8 kernel (int8 covers MatMul and Gemm)"
+        return f"op '{node.op.value}' has no int8 kernel (int8 covers MatMul, Gemm and Conv)"
     a, b = node.inputs[:2]
     if not b.is_constant or b.ndim != 2 or b.dtype.kind != "f":
         return "the weight is not a constant 2-d float matrix"
@@ -126,7 +147,7 @@ def _candidates(graph: Graph, nodes: Optional[Iterable[str]]):
     for node in graph.nodes:
         if names is not None and node.name not in names:
             continue
-        if node.op not in (Op.MATMUL, Op.GEMM) and names is None:
+        if node.op not in LINEAR_OPS and names is None:
             continue
         why = _why_not(graph, node)
         if why is not None:
@@ -135,8 +156,26 @@ def _candidates(graph: Graph, nodes: Optional[Iterable[str]]):
                                        f"run in int8: {why}")
             note(graph, [node], f"quantize: kept in float: {why}")
             continue
+        if names is None and node.op is Op.CONV:
+            why = _conv_unprofitable(node)
+            if why is not None:
+                note(graph, [node], f"quantize: kept in float: {why}")
+                continue
         out.append(node)
     return out
+
+
+def _prepare(graph: Graph) -> Graph:
+    """A copy of ``graph`` with BatchNorm, bias adds and activations folded into
+    its convolutions (the cnn pass's rules; no NCHWc layout), so that the
+    weight quantized is the one the conv multiplies with."""
+    from ..graph.passes import cnn
+    g = graph.copy()
+    if any(n.op is Op.CONV for n in g.nodes):
+        changed = cnn.fold_batch_norm(g)
+        if cnn.fuse_epilogues(g) or changed:
+            finish(g)
+    return g
 
 
 def _rewrite(graph: Graph, node: Node, per_channel: bool, a_mode: str, a_params=None,
@@ -177,11 +216,15 @@ def quantize_dynamic(graph: Graph, per_channel: bool = True,
     on AVX2 CPUs without AVX-512 VNNI, where the fast exact kernel needs them,
     and full range elsewhere (the module docstring says why; graph.notes
     records the choice)."""
-    g = graph.copy()
+    g = _prepare(graph)
     cands = _candidates(g, nodes)
     reduced = _resolve_reduce_range(g, reduce_range, cands)
+    quantized: dict = {}
     for node in cands:
-        _rewrite(g, node, per_channel, "dynamic", reduce_range=reduced)
+        if node.op is Op.CONV:
+            _rewrite_conv(g, node, per_channel, "dynamic", quantized, reduce_range=reduced)
+        else:
+            _rewrite(g, node, per_channel, "dynamic", reduce_range=reduced)
     finish(g)
     return g
 
@@ -268,7 +311,7 @@ def quantize_static(graph: Graph, calibration_data, method: str = "minmax",
         raise ShapeError(f"quantize_static: argument 'method' expected one of {METHODS}, "
                          f"received {method!r}")
     batches = _check_calibration(graph, calibration_data)
-    g = graph.copy()
+    g = _prepare(graph)
     cands = _candidates(g, nodes)
     seen: dict = {}
     symbolic = any(not isinstance(d, int) for v in g.inputs for d in v.shape)
@@ -282,9 +325,140 @@ def quantize_static(graph: Graph, calibration_data, method: str = "minmax",
             a = by_name[node.name].inputs[0]
             seen.setdefault(node.name, []).append(a.data if a.is_constant else env[a])
     reduced = _resolve_reduce_range(g, reduce_range, cands)
+    quantized: dict = {}
     for node in cands:
         lo, hi = _range(seen[node.name], method)
         s, z = dynamic_params(lo, hi)
-        _rewrite(g, node, per_channel, "static", (s, z), reduce_range=reduced)
+        if node.op is Op.CONV:
+            _rewrite_conv(g, node, per_channel, "static", quantized, (s, z),
+                          reduce_range=reduced)
+        else:
+            _rewrite(g, node, per_channel, "static", (s, z), reduce_range=reduced)
     finish(g)
+    if any(n.op is Op.CONV for n in cands):
+        from ..graph.passes.qdq_conv import absorb_requantize
+        absorb_requantize(g)
     return g
+
+
+# ---- convolutions ------------------------------------------------------------------------
+
+# Fewer multiply-adds per image than this and a conv stays in float when no
+# ``nodes`` are named: int8 adds a pass over the input (quantize), an NHWC copy
+# and im2col and a transpose of the result, which small convs do not earn back.
+# Measured on this machine (bench/quant_conv_bench.py, see the module notes).
+CONV_MIN_MACS = 1 << 21
+
+
+def _conv_why_not(node: Node) -> Optional[str]:
+    from ..graph.families.conv import conv_inputs
+    x, w, bias, residual = conv_inputs(node)
+    at = node.attrs
+    if at.get("layout", "NCHW") != "NCHW":
+        return f"layout {at.get('layout')} (int8 convolution is NCHW)"
+    if not w.is_constant or w.ndim != 4 or w.dtype.kind != "f":
+        return "the weight is not a constant 4-d float tensor"
+    if x.dtype.kind != "f" or x.ndim != 4:
+        return f"the input is {x.ndim}-d {x.dtype}, not a 4-d float tensor (NCHW)"
+    if bias is not None and not bias.is_constant:
+        return "the bias is computed at run time"
+    if (at.get("auto_pad") or "NOTSET") != "NOTSET":
+        return f"auto_pad {at.get('auto_pad')} with symbolic spatial dims (no explicit pads)"
+    k, cg, kh, kw = w.shape
+    if cg * kh * kw > MAX_K:
+        return f"C/group*KH*KW = {cg * kh * kw} > {MAX_K}: int32 accumulation would not be exact"
+    return None
+
+
+def _conv_unprofitable(node: Node) -> Optional[str]:
+    w = node.inputs[1]
+    y = node.outputs[0]
+    hw = y.shape[2:]
+    if not all(isinstance(d, int) for d in hw):
+        return None  # unknown image size: assume a real one
+    macs = int(np.prod(w.shape[1:])) * w.shape[0] * hw[0] * hw[1]
+    if macs < CONV_MIN_MACS:
+        return (f"tiny conv ({macs} multiply-adds per image < CONV_MIN_MACS {CONV_MIN_MACS}): "
+                "quantizing its input and the int8 im2col cost more than int8 saves; name "
+                "it in 'nodes' to quantize it anyway")
+    return None
+
+
+def quantize_conv_weight(w: np.ndarray, per_channel: bool = True, reduce_range: bool = False):
+    """float (K, C/group, KH, KW) -> (int8 of that shape, float32 scale (K,) or
+    ()): ``quantize_weight`` per output channel (axis 0)."""
+    w = np.asarray(w, np.float32)
+    q, scale = quantize_weight(w.reshape(w.shape[0], -1).T, per_channel, reduce_range)
+    return np.ascontiguousarray(q.T).reshape(w.shape), scale
+
+
+def _quantized_input(graph: Graph, x: Value, mode: str, params, cache: dict, anchor: Node):
+    """(x_u8, x_scale, x_zero) Values for conv input ``x``: one quantize node
+    per input value (and, static, per range), shared by its convs."""
+    key = (id(x), mode, None if params is None else (float(params[0]), int(params[1])))
+    if key in cache:
+        return cache[key]
+    if mode == "dynamic":
+        q = place(graph, make_node(graph, Op.DYNAMIC_QUANTIZE_LINEAR, [x],
+                                   name=f"{x.name}_quantize"), anchor)
+        got = tuple(q.outputs)
+    else:
+        s, z = params
+        sv = graph.constant(np.float32(s), name=f"{x.name}_scale")
+        zv = graph.constant(np.uint8(z), name=f"{x.name}_zero")
+        q = place(graph, make_node(graph, Op.QUANTIZE_LINEAR, [x, sv, zv], {"axis": 1},
+                                   name=f"{x.name}_quantize"), anchor)
+        got = (q.outputs[0], sv, zv)
+    cache[key] = got
+    return got
+
+
+def _rewrite_conv(graph: Graph, node: Node, per_channel: bool, mode: str, cache: dict,
+                  params=None, reduce_range: bool = False):
+    from ..graph.families.conv import conv_inputs
+    x, w, bias, residual = conv_inputs(node)
+    at = node.attrs
+    act = at.get("activation")
+    wq, ws = quantize_conv_weight(w.data, per_channel, reduce_range)
+    k = wq.shape[0]
+    xq, xs, xz = _quantized_input(graph, x, mode, params, cache, node)
+    bias_v = None if bias is None else graph.constant(
+        np.ascontiguousarray(bias.data, np.float32).reshape(k), name=f"{node.name}_bias")
+    # act(conv + bias + residual): the activation can join the int8 epilogue
+    # only when no residual is added before it
+    in_epilogue = act if residual is None and act in EPILOGUE_ACTIVATIONS else None
+    attrs = {"strides": tuple(at.get("strides", (1, 1))), "pads": tuple(at.get("pads", (0,) * 4)),
+             "dilations": tuple(at.get("dilations", (1, 1))), "group": int(at.get("group", 1)),
+             "out": "float", "activation": in_epilogue}
+    q = place(graph, make_node(graph, Op.QCONV,
+                               [xq, graph.constant(wq, name=f"{node.name}_wq"),
+                                graph.constant(ws, name=f"{node.name}_wscale"), None, bias_v,
+                                xs, xz], attrs,
+                               name=f"{node.name}_int8", fused_from=node.fused_from or
+                               (node.name,)), node)
+    old = node.outputs[0]
+    y = q.outputs[0]
+
+    def then(op, inputs, attrs=None):
+        return place(graph, make_node(graph, op, inputs, attrs), node).outputs[0]
+
+    if y.dtype != old.dtype:  # a float64 model: cast the float32 result back
+        y = then(Op.CAST, [y], {"dtype": old.dtype})
+    if residual is not None:
+        y = then(Op.ADD, [y, residual])
+    if act is not None and in_epilogue is None:
+        y = _float_activation(graph, then, y, act, at)
+    graph.replace_uses(old, y)
+
+
+def _float_activation(graph: Graph, then, y: Value, act: str, at: dict) -> Value:
+    from ..graph.passes.cnn import ACTIVATIONS as CNN_ACTIVATIONS
+    by_name = {v: k for k, v in CNN_ACTIVATIONS.items()}
+    if act in by_name:
+        return then(by_name[act], [y])
+    lo, hi = (0.0, 6.0) if act == "relu6" else (at.get("clip_min"), at.get("clip_max"))
+    if lo is not None and np.isfinite(lo):
+        y = then(Op.MAXIMUM, [y, graph.constant(np.asarray(lo, y.dtype))])
+    if hi is not None and np.isfinite(hi):
+        y = then(Op.MINIMUM, [y, graph.constant(np.asarray(hi, y.dtype))])
+    return y

@@ -14,8 +14,11 @@ with ``w_scale``/``w_zero`` scalar or (K,); bias float (K,).  attrs:
 
 Lowering: with constant weight, parameters and x_zero, the registry's
 ``qconv2d`` kernel (pyinfer/ops/qconv.py: im2col + the C int8 GEMM) with the
-weight split per group and packed once here, at plan time.  Anything else runs
-the reference.  QCONV is not exported to ONNX (the planner-internal ops).
+weight split per group and packed once here, at plan time.  x_scale and x_zero
+may also be the run-time outputs of a DYNAMIC_QUANTIZE_LINEAR (what
+``compress.quantize_dynamic`` writes): the same kernel, the epilogue scale
+formed per run.  Anything else runs the reference.  Export:
+pyinfer/export/ops/qconv.py (QDQ form).
 """
 from __future__ import annotations
 
@@ -139,19 +142,28 @@ def _reference(node: Node, args):
 
 def _lower(node: Node, ctx):
     x, w, w_scale, w_zero, bias, x_scale, x_zero = _parts(node)
-    params = [v for v in (w, w_scale, w_zero, bias, x_scale, x_zero) if v is not None]
+    params = [v for v in (w, w_scale, w_zero, bias) if v is not None]
     if not all(v.is_constant for v in params) or \
             not all(isinstance(d, int) for d in node.outputs[0].shape):
         return None
     k = w.shape[0]
     wz = np.zeros(k, np.int32) if w_zero is None else _vec(w_zero.data, k, np.int32)
     qw = QConvWeight(w.data, wz, node.attrs["group"])
-    scale = _scale(node, None if x_scale is None else x_scale.data,
-                   None if w_scale is None else w_scale.data, k)
     b = None if bias is None else _vec(bias.data, k, F32)
     flops = 2 * int(np.prod(node.outputs[0].shape)) * int(np.prod(w.shape[1:]))
-    step = ctx.registry_step("qconv2d", [x, qw, _zero(None if x_zero is None else x_zero.data),
-                                         scale, b], _kernel_attrs(node), flops=flops)
+    attrs = _kernel_attrs(node)
+    run_time = [v for v in (x_scale, x_zero) if v is not None and not v.is_constant]
+    if run_time and all(v.producer is not None and v.producer.op is Op.DYNAMIC_QUANTIZE_LINEAR
+                        for v in run_time):
+        step = _run_time_params_step(node, ctx, qw, b, attrs, flops)
+    elif run_time:
+        return None  # parameters from elsewhere (a graph input): the reference
+    else:
+        scale = _scale(node, None if x_scale is None else x_scale.data,
+                       None if w_scale is None else w_scale.data, k)
+        step = ctx.registry_step("qconv2d", [x, qw, _zero(None if x_zero is None else
+                                                          x_zero.data), scale, b],
+                                 attrs, flops=flops)
     if step.backend == "c":
         from ...backends import c_quant
         gemm_weights = (qw.block_diagonal(),) if eager_qconv._one_gemm(qw) else \
@@ -159,6 +171,33 @@ def _lower(node: Node, ctx):
         for gw in gemm_weights:
             c_quant.packed_weight(gw)  # pack now, at plan time
     return step
+
+
+def _run_time_params_step(node: Node, ctx, qw, b, attrs, flops):
+    """x's scale or zero point computed at run time (a DynamicQuantizeLinear's
+    outputs, as ``quantize_dynamic`` writes it): the kernel is chosen at plan
+    time; the per-channel epilogue scale ``x_scale * w_scale`` and the zero
+    point are formed on every run (K multiplications)."""
+    from ...plan.select import Step
+    x, w, w_scale, _, _, x_scale, x_zero = _parts(node)
+    k = w.shape[0]
+    out_kind = node.attrs["out"]
+    ws = None if out_kind == "int32" else _vec(w_scale.data, k, F32)
+    sample = ctx.registry_step("qconv2d", [x, qw, 0, None if ws is None else ws.copy(), b],
+                               attrs, flops=flops)
+    kernel = sample.fn
+    args = [x] + [v for v in (x_scale, x_zero) if v is not None]
+    has_scale, has_zero = x_scale is not None, x_zero is not None
+
+    def run(xa, *params, out):
+        sx = params[0] if has_scale else None
+        zx = params[-1] if has_zero else None
+        scale = None if ws is None else np.multiply(np.float32(np.asarray(sx).reshape(())), ws,
+                                                    dtype=F32)
+        kernel(xa, qw, _zero(zx), scale, b, out=out, **attrs)
+
+    return Step(node, run, args, {}, sample.backend, f"{sample.kernel}[run-time x_scale]",
+                flops=flops)
 
 
 define(Op.QCONV, shape=_shape, reference=_reference, lower=_lower)

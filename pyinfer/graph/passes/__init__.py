@@ -17,6 +17,7 @@ from ..ir import VIEW_OPS, Graph
 # the pass functions are reached through ``PASSES``.
 from . import cnn, cse, dce, epilogue, fold, fuse, patterns, simplify
 from . import qdq  # int8: QDQ / ONNX Runtime quantized forms -> QGEMM
+from . import qdq_conv  # int8: QDQ Conv -> QCONV
 
 PASSES = OrderedDict([
     ("fold", fold.fold),                # constants in, constants out
@@ -24,6 +25,7 @@ PASSES = OrderedDict([
     ("cse", cse.cse),                   # one node per distinct computation
     ("patterns", patterns.patterns),    # GELU, SiLU, softmax, layernorm, RMSNorm, attention
     ("cnn", cnn.cnn),                   # conv + batch norm / bias / residual / activation -> conv
+    ("qdq_conv", qdq_conv.qdq_conv),    # DQ->Conv(->Q) -> QCONV (before qdq folds leftover DQs)
     ("qdq", qdq.qdq),                  # DQ->MatMul, DynamicQuantizeLinear->MatMulInteger -> QGEMM
     ("epilogue", epilogue.epilogue),    # matmul + bias + activation + residual -> GEMM
     ("fuse", fuse.fuse),                # elementwise chains (+ their reduction) -> one kernel
