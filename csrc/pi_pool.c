@@ -74,45 +74,13 @@ PI_EXPORT pi_index pi_pool2d_workspace_bytes(int elem_size, pi_index w, pi_index
 
 #define T float
 #define TN f32
-#define ISA portable
-#define TARGET
-#include "pi_pool.c"
-#undef ISA
-#undef TARGET
-#if PI_X86
-#define ISA avx2
-#define TARGET PI_TARGET_AVX2
-#include "pi_pool.c"
-#undef ISA
-#undef TARGET
-#define ISA avx512
-#define TARGET PI_TARGET_AVX512
-#include "pi_pool.c"
-#undef ISA
-#undef TARGET
-#endif
+#include "pi_pool_isa.inc"
 #undef T
 #undef TN
 
 #define T double
 #define TN f64
-#define ISA portable
-#define TARGET
-#include "pi_pool.c"
-#undef ISA
-#undef TARGET
-#if PI_X86
-#define ISA avx2
-#define TARGET PI_TARGET_AVX2
-#include "pi_pool.c"
-#undef ISA
-#undef TARGET
-#define ISA avx512
-#define TARGET PI_TARGET_AVX512
-#include "pi_pool.c"
-#undef ISA
-#undef TARGET
-#endif
+#include "pi_pool_isa.inc"
 #undef T
 #undef TN
 
