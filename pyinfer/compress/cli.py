@@ -12,7 +12,9 @@ for quantized ones), and the latency (pyinfer Interpreter, median over
 
 Methods combine in the order low-rank, prune, int8, each on the MatMul/Gemm
 layers the previous one left (a pruned layer is a SPARSE_GEMM, which int8
-does not quantize).  Inputs: ``--inputs FILE.npz`` (arrays by input name),
+does not quantize); int8 also quantizes Conv layers (all of them with
+``--int8-min-macs 0``; by default the tiny ones stay float, each with a
+printed note saying why).  Inputs: ``--inputs FILE.npz`` (arrays by input name),
 else random, symbolic dims set by ``--batch`` (axis 0) and ``--seq`` (others).
 Bad input gives one line on stderr and exit status 2.
 """
@@ -45,8 +47,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx",
                    help="where to write the compressed model")
     p.add_argument("--int8", choices=("dynamic", "static"), default=None,
-                   help="int8 MatMul/Gemm layers: activations quantized at run time (dynamic) "
-                        "or with ranges calibrated on --calibration (static)")
+                   help="int8 MatMul/Gemm/Conv layers: activations quantized at run time "
+                        "(dynamic) or with ranges calibrated on --calibration (static)")
+    p.add_argument("--int8-min-macs", type=int, default=None, metavar="N",
+                   help="--int8: convs with fewer multiply-adds per image stay float (default "
+                        "pyinfer.compress.quantize.CONV_MIN_MACS; 0 quantizes every conv)")
     p.add_argument("--calibration", metavar="FILE.npz", default=None,
                    help="--int8 static: inputs (arrays by input name) to calibrate on")
     p.add_argument("--calibration-method", default="minmax",
@@ -90,6 +95,9 @@ def _check(args) -> None:
                                  "calibrate the activation ranges on)")
     if args.calibration is not None and args.int8 != "static":
         raise CompressUsageError("--calibration is used only with --int8 static")
+    if args.int8_min_macs is not None and (args.int8 is None or args.int8_min_macs < 0):
+        raise CompressUsageError("--int8-min-macs expected an int >= 0 with --int8, received "
+                                 f"{args.int8_min_macs}")
     for key in ("batch", "seq", "rounds", "threads"):
         value = getattr(args, key)
         if value is not None and value < 1:
@@ -226,22 +234,25 @@ def _prune(graph, sparsity, structure):
     return g, f"{_count(g, {'SPARSE_GEMM'}) - _count(graph, {'SPARSE_GEMM'})}/{total}"
 
 
-def _int8(graph, mode, calibration, method, notes):
+def _int8(graph, mode, calibration, method, notes, min_macs=None):
     from .prune import linear_layers
     from .quantize import quantize_dynamic
-    total = len(linear_layers(graph))
+    total = len(linear_layers(graph)) + _count(graph, {"CONV"})
     if mode == "dynamic":
-        g = quantize_dynamic(graph)
+        g = quantize_dynamic(graph, min_macs=min_macs)
     else:
-        g = _quantize_static(graph, calibration, method, notes)
-    return g, f"{_count(g, {'QGEMM'}) - _count(graph, {'QGEMM'})}/{total}"
+        g = _quantize_static(graph, calibration, method, notes, min_macs)
+    notes.extend(f"int8: {', '.join(names)}: {why[len('quantize: '):]}" for names, why in g.notes
+                 if why.startswith("quantize: kept in float") and (names, why) not in graph.notes)
+    done = _count(g, {"QGEMM", "QCONV"}) - _count(graph, {"QGEMM", "QCONV"})
+    return g, f"{done}/{total}"
 
 
-def _quantize_static(graph, calibration, method, notes):
+def _quantize_static(graph, calibration, method, notes, min_macs=None):
     from .quantize import quantize_static
     symbolic = any(isinstance(d, str) for v in graph.inputs for d in v.shape)
     try:
-        return quantize_static(graph, [calibration], method=method)
+        return quantize_static(graph, [calibration], method=method, min_macs=min_macs)
     except (TypeError, ValueError):
         if not symbolic:
             raise
@@ -251,7 +262,8 @@ def _quantize_static(graph, calibration, method, notes):
     shapes = [np.shape(calibration[v.name]) for v in graph.inputs]
     notes.append(f"int8 static: shapes fixed to the calibration batch's {shapes} "
                  f"(quantize_static could not calibrate the symbolic graph)")
-    return quantize_static(specialize(graph, shapes), [calibration], method=method)
+    return quantize_static(specialize(graph, shapes), [calibration], method=method,
+                           min_macs=min_macs)
 
 
 def _apply(name: str, graph, args, calibration, notes):
@@ -259,7 +271,8 @@ def _apply(name: str, graph, args, calibration, notes):
         return _low_rank(graph, args.low_rank)
     if name == "prune":
         return _prune(graph, args.prune, args.structure)
-    return _int8(graph, args.int8, calibration, args.calibration_method, notes)
+    return _int8(graph, args.int8, calibration, args.calibration_method, notes,
+                 args.int8_min_macs)
 
 
 def _label(name: str, args) -> str:
@@ -340,7 +353,7 @@ def compress(args) -> int:
     print()
     print(format_table(rows, base))
     print()
-    print("layers: MatMul/Gemm layers (constant weight) the method changed, of those it found "
+    print("layers: MatMul/Gemm (and for int8 Conv) layers the method changed, of those it found "
           "(combined: per method, in order low-rank, prune, int8); rel err: "
           "max abs error / max |fp32 output|; weights: constants as pyinfer stores them "
           "(pruned layers block-sparse, int8 layers 1 byte a weight); speed-up: fp32 latency / "

@@ -1,8 +1,8 @@
 """Post-training int8 quantization of a graph's linear layers.
 
-    quantize_dynamic(graph, per_channel=True, nodes=None, reduce_range=None)
+    quantize_dynamic(graph, per_channel=True, nodes=None, reduce_range=None, min_macs=None)
     quantize_static(graph, calibration_data, method="minmax", per_channel=True, nodes=None,
-                    reduce_range=None)
+                    reduce_range=None, min_macs=None)
 
 Both return a new graph in which each MATMUL / GEMM whose weight is a constant
 2-d float matrix becomes a ``QGEMM`` node (pyinfer/graph/families/quant.py),
@@ -48,8 +48,8 @@ them one elementwise kernel).  Static quantization also requantizes a conv's
 output to u8 in its epilogue when the only reader is another int8 conv's
 QuantizeLinear (``qdq_conv.absorb_requantize``): no float round trip between
 chained convs.  Without ``nodes`` a conv too small to gain from int8
-(fewer than ``CONV_MIN_MACS`` multiply-adds per image, see there) stays in float
-with that reason; named in ``nodes`` it is quantized anyway.
+(fewer than ``min_macs``, default ``CONV_MIN_MACS``, multiply-adds per image)
+stays in float with that reason; named in ``nodes`` it is quantized anyway.
 """
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def _weight(node: Node):
     return np.ascontiguousarray(b, np.float32)
 
 
-def _candidates(graph: Graph, nodes: Optional[Iterable[str]]):
+def _candidates(graph: Graph, nodes: Optional[Iterable[str]], min_macs: Optional[int] = None):
     names = None if nodes is None else set(nodes)
     known = {n.name for n in graph.nodes}
     if names is not None:
@@ -157,7 +157,7 @@ def _candidates(graph: Graph, nodes: Optional[Iterable[str]]):
             note(graph, [node], f"quantize: kept in float: {why}")
             continue
         if names is None and node.op is Op.CONV:
-            why = _conv_unprofitable(node)
+            why = _conv_unprofitable(node, CONV_MIN_MACS if min_macs is None else min_macs)
             if why is not None:
                 note(graph, [node], f"quantize: kept in float: {why}")
                 continue
@@ -208,16 +208,18 @@ def _rewrite(graph: Graph, node: Node, per_channel: bool, a_mode: str, a_params=
 
 def quantize_dynamic(graph: Graph, per_channel: bool = True,
                      nodes: Optional[Sequence[str]] = None,
-                     reduce_range: Optional[bool] = None) -> Graph:
+                     reduce_range: Optional[bool] = None,
+                     min_macs: Optional[int] = None) -> Graph:
     """A copy of ``graph`` whose MatMul/Gemm layers with constant weights run in
     int8: weights quantized now (symmetric, per output channel by default),
     activations per tensor at run time.  ``nodes``: only these (by name).
     ``reduce_range``: 7-bit weights ([-64, 64]); None (default) chooses 7-bit
     on AVX2 CPUs without AVX-512 VNNI, where the fast exact kernel needs them,
     and full range elsewhere (the module docstring says why; graph.notes
-    records the choice)."""
+    records the choice).  ``min_macs``: without ``nodes``, convs with fewer
+    multiply-adds per image stay float (default ``CONV_MIN_MACS``; 0: none)."""
     g = _prepare(graph)
-    cands = _candidates(g, nodes)
+    cands = _candidates(g, nodes, min_macs)
     reduced = _resolve_reduce_range(g, reduce_range, cands)
     quantized: dict = {}
     for node in cands:
@@ -300,11 +302,12 @@ def _entropy_range(x: np.ndarray, bins: int = 2048, levels: int = 128):
 
 def quantize_static(graph: Graph, calibration_data, method: str = "minmax",
                     per_channel: bool = True, nodes: Optional[Sequence[str]] = None,
-                    reduce_range: Optional[bool] = None) -> Graph:
+                    reduce_range: Optional[bool] = None,
+                    min_macs: Optional[int] = None) -> Graph:
     """A copy of ``graph`` whose MatMul/Gemm layers with constant weights run in
     int8 with activation scales fixed from ``calibration_data`` (a dict, or a
     list of dicts, of graph input name -> array, run through the NumPy reference).
-    ``reduce_range`` as in ``quantize_dynamic``."""
+    ``reduce_range`` and ``min_macs`` as in ``quantize_dynamic``."""
     from ..graph.reference import evaluate_all
     from ..plan.plan import specialize
     if method not in METHODS:
@@ -312,7 +315,7 @@ def quantize_static(graph: Graph, calibration_data, method: str = "minmax",
                          f"received {method!r}")
     batches = _check_calibration(graph, calibration_data)
     g = _prepare(graph)
-    cands = _candidates(g, nodes)
+    cands = _candidates(g, nodes, min_macs)
     seen: dict = {}
     symbolic = any(not isinstance(d, int) for v in g.inputs for d in v.shape)
     for feed in batches:
@@ -370,17 +373,17 @@ def _conv_why_not(node: Node) -> Optional[str]:
     return None
 
 
-def _conv_unprofitable(node: Node) -> Optional[str]:
+def _conv_unprofitable(node: Node, min_macs: int) -> Optional[str]:
     w = node.inputs[1]
     y = node.outputs[0]
     hw = y.shape[2:]
     if not all(isinstance(d, int) for d in hw):
         return None  # unknown image size: assume a real one
     macs = int(np.prod(w.shape[1:])) * w.shape[0] * hw[0] * hw[1]
-    if macs < CONV_MIN_MACS:
-        return (f"tiny conv ({macs} multiply-adds per image < CONV_MIN_MACS {CONV_MIN_MACS}): "
+    if macs < min_macs:
+        return (f"tiny conv ({macs} multiply-adds per image < min_macs {min_macs}): "
                 "quantizing its input and the int8 im2col cost more than int8 saves; name "
-                "it in 'nodes' to quantize it anyway")
+                "it in 'nodes' or lower 'min_macs' to quantize it anyway")
     return None
 
 

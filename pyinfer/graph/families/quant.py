@@ -19,8 +19,8 @@
     activation  None or a GEMM epilogue activation.
 
   Output shape ``a.shape[:-1] + (N,)``.  Lowered to the C int8 GEMM with the
-  weight packed once at plan time; the dynamic quantization of a runs in C
-  (min/max, then quantize into an arena scratch slot) in the same step.
+  weight packed once at plan time; a float a is quantized (its range found,
+  for dynamic) inside the same C call, block by block as the GEMM packs it.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import numpy as np
 
 from ... import registry
 from ...backends.numpy_quant import F32, S32, S8, U8, QWeight, dequantize_ref, qgemm_ref, quantize_ref
-from ..ir import Op, Value
+from ..ir import Op
 from ..opdefs import define
 from ..shapes import fail
 
@@ -57,7 +57,8 @@ def _check_params(node, x, scale, zero):
         if not -x.ndim <= axis < x.ndim or x.shape[axis % x.ndim] != scale.shape[0]:
             raise fail(node, f"per-axis 'scale' of {scale.shape[0]} values does not match "
                              f"axis {axis} of x {x.shape}")
-    if zero is not None and tuple(zero.shape) != tuple(scale.shape):
+    if zero is not None and tuple(zero.shape) != tuple(scale.shape) and \
+            not zero.size == scale.size == 1:  # () with (1,): ORT's per-tensor bias DQ
         raise fail(node, f"input 'zero_point' shape {zero.shape} differs from scale {scale.shape}")
 
 
@@ -234,9 +235,8 @@ def _qgemm_ref(node, args):
 
 
 def _qgemm_lower(node, ctx):
-    """The C int8 GEMM: weight packed at plan time (QWeight keeps it), the
-    activation quantized in C into an arena scratch slot when it is float."""
-    from ...ops.quant import dynamic_params
+    """The C int8 GEMM: weight packed at plan time (QWeight keeps it); a float
+    activation is quantized by the same kernel call (qgemm_f32) while it packs A."""
     from ...plan.select import Step
     a, w, w_scale, w_zero, bias, a_scale, a_zero = _qgemm_parts(node)
     at = node.attrs
@@ -259,39 +259,29 @@ def _qgemm_lower(node, ctx):
     kw = {"activation": at.get("activation"),
           "out_scale": None if out != "u8" else np.float32(at["out_scale"]),
           "out_zero": None if out != "u8" else int(at.get("out_zero", 0))}
-    sample_a = np.zeros((m, k), U8)
     sample_out = np.zeros((m, n), QGEMM_OUT[out])
-    kernel = registry.select("qgemm", backend, sample_a, qw, 0, ws, b, out=sample_out, **kw)
+    if mode == "quantized":
+        kernel = registry.select("qgemm", backend, np.zeros((m, k), U8), qw, 0, ws, b,
+                                 out=sample_out, **kw)
+    else:
+        kernel = registry.select("qgemm_f32", backend, np.zeros((m, k), F32), qw,
+                                 static_scale, static_zero, ws, b, out=sample_out, **kw)
     if kernel.backend == "c":
         from ...backends import c_quant
         c_quant.packed_weight(qw)  # pack now, at plan time
-    qkern = registry.select("quantize_linear", backend, np.zeros((1, 1, m * k), F32),
-                            np.ones(1, F32), np.zeros(1, np.int32), out=np.zeros((1, 1, m * k), U8))
-    mm_kern = registry.select("minmax", backend, np.zeros(m * k, F32), out=np.zeros(2, F32))
-    mm_buf = np.zeros(2, F32)
-    scratch = ()
-    if mode != "quantized":
-        scratch = (Value(f"{node.name}.a_u8", (m, k), U8),)
 
-    def run(xa, *rest, out, scratch=None):
-        rest = list(rest)
-        if mode == "quantized":
-            a_u8 = xa.reshape(m, k)
+    if mode == "quantized":
+        def run(xa, *rest, out):
+            rest = list(rest)
             az = int(rest.pop(0).reshape(())) if a_zero is not None else 0
             sa = np.float32(rest.pop(0).reshape(())) if a_scale is not None else np.float32(1)
-        else:
+            scale = None if ws is None else np.multiply(sa, ws, dtype=F32)
+            kernel.fn(xa.reshape(m, k), qw, az, scale, b, out=out.reshape(m, n), **kw)
+    else:
+        def run(xa, *, out):
+            # quantized per tensor (dynamic: from its range) inside the kernel
             x2 = np.ascontiguousarray(xa.reshape(m, k), F32)
-            if mode == "dynamic":
-                mm_kern.fn(x2.reshape(-1), out=mm_buf)
-                sa, az = dynamic_params(mm_buf[0], mm_buf[1])
-            else:
-                sa, az = static_scale, static_zero
-            a_u8 = scratch[0]
-            qkern.fn(x2.reshape(1, 1, -1), np.array([sa], F32), np.array([az], np.int32),
-                     out=a_u8.reshape(1, 1, -1))
-            az = int(az)
-        scale = None if ws is None else np.multiply(np.float32(sa), ws, dtype=F32)
-        kernel.fn(a_u8, qw, az, scale, b, out=out.reshape(m, n), **kw)
+            kernel.fn(x2, qw, static_scale, static_zero, ws, b, out=out.reshape(m, n), **kw)
 
     args = [a]
     if mode == "quantized":
@@ -300,7 +290,7 @@ def _qgemm_lower(node, ctx):
         if a_scale is not None:
             args.append(a_scale)
     return Step(node, run, args, {}, kernel.backend, f"{kernel.backend}.qgemm[{mode}->{out}]",
-                flops=2 * m * n * k, scratch=scratch)
+                flops=2 * m * n * k)
 
 
 define(Op.QUANTIZE_LINEAR, shape=_q_shape, reference=_q_ref,
