@@ -206,10 +206,14 @@ def test_one_conv_equals_independent_numpy_and_is_within_the_rounding_bound(case
                 win = xp[:, gi * cg:(gi + 1) * cg, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s]
                 acc[:, o] += np.einsum("nchw,c->nhw", win, wq[o, :, i, j])
     scale = (np.float32(sx) * sw).astype(np.float32).reshape(1, -1, 1, 1)
-    want = np.maximum(acc.astype(np.float32) * scale + b.reshape(1, -1, 1, 1), 0)
+    bias = b.reshape(1, -1, 1, 1)
+    if mode == "static":   # the bias on QLinearConv's int32 grid of step x_scale * w_scale
+        bias = np.rint(bias.astype(np.float64) / scale).astype(np.float32) * scale
+    want = np.maximum(acc.astype(np.float32) * scale + bias, 0)
     np.testing.assert_array_equal(got, want)
     (fp32,) = evaluate(g, feed)
-    bound = _rounding_bound(x, w, float(sx), sw, s, pad, grp)
+    bound = _rounding_bound(x, w, float(sx), sw, s, pad, grp) + \
+        (scale / 2 if mode == "static" else 0)
     slack = 1e-5 * (np.abs(fp32) + 1)   # float32 rounding of the two paths (relu is 1-Lipschitz)
     assert np.all(np.abs(got - fp32) <= bound + slack)
 

@@ -425,8 +425,10 @@ def _rewrite_conv(graph: Graph, node: Node, per_channel: bool, mode: str, cache:
     wq, ws = quantize_conv_weight(w.data, per_channel, reduce_range)
     k = wq.shape[0]
     xq, xs, xz = _quantized_input(graph, x, mode, params, cache, node)
-    bias_v = None if bias is None else graph.constant(
-        np.ascontiguousarray(bias.data, np.float32).reshape(k), name=f"{node.name}_bias")
+    bias_f = None if bias is None else np.ascontiguousarray(bias.data, np.float32).reshape(k)
+    if bias_f is not None and mode == "static":
+        bias_f = _int32_grid(bias_f, np.float32(params[0]) * np.broadcast_to(ws, (k,)))
+    bias_v = None if bias_f is None else graph.constant(bias_f, name=f"{node.name}_bias")
     # act(conv + bias + residual): the activation can join the int8 epilogue
     # only when no residual is added before it
     in_epilogue = act if residual is None and act in EPILOGUE_ACTIVATIONS else None
@@ -452,6 +454,20 @@ def _rewrite_conv(graph: Graph, node: Node, per_channel: bool, mode: str, cache:
     if act is not None and in_epilogue is None:
         y = _float_activation(graph, then, y, act, at)
     graph.replace_uses(old, y)
+
+
+def _int32_grid(bias: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``float32(B) * scale`` with ``B = rint(bias / scale)`` int32: the bias
+    QLinearConv takes (ONNX Runtime's quantizer rounds it so too).  It moves
+    the bias by at most half of ``x_scale * w_scale`` (1/510 of an input step
+    times a weight step) and lets the exported QDQ conv fuse into ONNX
+    Runtime's QLinearConv (export/ops/qconv.py).  Kept as is where B would not
+    fit int32."""
+    scale = np.asarray(scale, np.float32)
+    q = np.rint(bias.astype(np.float64) / scale)
+    if not np.all(np.abs(q) < 2 ** 31):
+        return bias
+    return (q.astype(np.int32).astype(np.float32) * scale).astype(np.float32)
 
 
 def _float_activation(graph: Graph, then, y: Value, act: str, at: dict) -> Value:
