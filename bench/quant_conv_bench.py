@@ -1,6 +1,6 @@
 """int8 convolution in a plan against the float32 one: where does int8 pay?
 
-    python bench/quant_conv_bench.py [--threads 1 2] [--rounds 21] [--resnet]
+    python bench/quant_conv_bench.py [--threads 1 2] [--rounds 21] [--resnet [--size 64]]
 
 One Conv (+bias+ReLU) graph per shape, planned three ways: float32, and
 ``quantize_dynamic`` / ``quantize_static`` with the conv named (so the size
@@ -8,7 +8,7 @@ threshold ``CONV_MIN_MACS`` does not keep it float).  The three interpreters
 alternate call by call; the table gives the medians and fp32 / int8 (above 1:
 int8 faster) beside the conv's multiply-adds per image, which is what
 ``compress.quantize.CONV_MIN_MACS`` is chosen from.  ``--resnet``: ResNet-18
-(pyinfer.models.resnet, 64x64 images) fp32 / dynamic / static end to end with
+(pyinfer.models.resnet, --size x --size images) fp32 / dynamic / static end to end with
 the cosine of the logits to fp32.
 """
 import argparse
@@ -102,10 +102,11 @@ def main():
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--resnet", action="store_true")
+    ap.add_argument("--size", type=int, default=64, help="--resnet: image size")
     args = ap.parse_args()
     for t in args.threads:
         if args.resnet:
-            resnet_table(t, args.rounds)
+            resnet_table(t, args.rounds, args.size)
         else:
             shapes_table(t, args.rounds)
 

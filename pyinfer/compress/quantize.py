@@ -347,10 +347,15 @@ def quantize_static(graph: Graph, calibration_data, method: str = "minmax",
 # ---- convolutions ------------------------------------------------------------------------
 
 # Fewer multiply-adds per image than this and a conv stays in float when no
-# ``nodes`` are named: int8 adds a pass over the input (quantize), an NHWC copy
-# and im2col and a transpose of the result, which small convs do not earn back.
-# Measured on this machine (bench/quant_conv_bench.py, see the module notes).
-CONV_MIN_MACS = 1 << 21
+# ``nodes`` are named: int8 adds a pass over the input (quantize), an NHWC copy,
+# im2col and a transpose of the result, a fixed cost small convs do not earn
+# back.  bench/quant_conv_bench.py (2026-11-25, AVX2 without VNNI, 1-2
+# threads): up to 2.4M MACs the dynamic int8 conv took 3.5-4.5x the float32
+# time (0.22-0.30x), static 1.7-2x; from 6M on the ratio follows the kernels'
+# throughput instead (0.4-0.7x dynamic, 0.5-0.9x static, 2-4x faster where
+# the float path is slow: 512 channels 7x7).  On that machine int8 convs buy
+# 4x smaller weights, not speed, except there.
+CONV_MIN_MACS = 1 << 22
 
 
 def _conv_why_not(node: Node) -> Optional[str]:
