@@ -220,19 +220,6 @@ static pi_index qslot_bytes(const pi_qgemm_ukernel *u, pi_index k, pi_index mc)
     return round64(mc * cdiv(k, u->ku) * u->ku * u->es) + round64(mc * 4);
 }
 
-PI_EXPORT pi_index pi_u8s8_gemm_workspace_bytes(const void *packed_b, pi_index m)
-{
-    int idx = pi_u8s8_packed_b_ukernel(packed_b);
-    if (idx < 0)
-        return 0;
-    const pi_qgemm_ukernel *u = &qtable[idx];
-    pi_index k = ((const qheader *)packed_b)->k;
-    pi_index mc = qmc(u, k);
-    pi_index mr = cdiv(m, u->mr) * u->mr;
-    if (mr < mc) mc = mr;
-    return (pi_index)(pi_num_threads < 1 ? 1 : pi_num_threads) * qslot_bytes(u, k, mc);
-}
-
 /* One MR-row panel of A (mr live rows, the rest zero) -> KU-groups of ES-byte
  * elements, a[i][g*KU + u] at (g*MR + i)*KU + u; rowsum[i] for live rows.
  * Inlined with constant KU/ES so the inner loops have no division. */
@@ -336,13 +323,85 @@ static void qpack_a(const pi_qgemm_ukernel *u, pi_index mc, pi_index k, const un
 
 static int out_size(int kind) { return kind == PI_QOUT_U8 ? 1 : 4; }
 
-PI_EXPORT int pi_u8s8_gemm(pi_index m, pi_index n, pi_index k,
-                           const unsigned char *a, pi_index a_rs, pi_index a_cs, int a_zero,
-                           const void *packed_b,
-                           int out_kind, const float *scale, const float *bias, int activation,
-                           float out_scale, int out_zero,
-                           void *c, pi_index c_rs, pi_index c_cs,
-                           void *ws, pi_index ws_bytes)
+/* Where the rows of A come from.  u8 A is packed as it is; float A (the
+ * activation of a quantized layer) is quantized block by block into a small
+ * u8 buffer of the packing thread (one L2-resident block, then packed from
+ * there), with per-tensor parameters given (static) or computed from A's
+ * range inside the same parallel region (dynamic: ONNX DynamicQuantizeLinear).
+ * One C call, one fork/join: the separate min/max, quantize and GEMM calls it
+ * replaces cost three thread wake-ups, a pass writing A as u8 to memory and
+ * the Python between them. */
+typedef struct {
+    const unsigned char *a;
+    pi_index a_rs, a_cs;
+    const float *x; /* NULL: u8 A */
+    pi_index x_rs;  /* bytes between rows; columns contiguous */
+    int dynamic;
+    float x_scale;
+    int x_zero;
+    const float *w_scale; /* float A with a float/u8 result: scale[j] = x_scale * w_scale[j] */
+} qsrc;
+
+/* Block rows and workspace of one thread: the packed A block, its row sums,
+ * for float A the block as u8; then (once) the per-thread min/max pairs. */
+static pi_index qblock_rows(const pi_qgemm_ukernel *u, pi_index m, pi_index k, pi_index *nmb)
+{
+    pi_index mcb = qmc(u, k);
+    *nmb = cdiv(m, mcb);
+    return cdiv(cdiv(m, *nmb), u->mr) * u->mr; /* even blocks, no runt */
+}
+
+static pi_index qslot_bytes_for(const pi_qgemm_ukernel *u, pi_index k, pi_index mc, int float_a)
+{
+    return qslot_bytes(u, k, mc) + (float_a ? round64(mc * k) : 0);
+}
+
+static pi_index qworkspace(const void *packed_b, pi_index m, int float_a)
+{
+    int idx = pi_u8s8_packed_b_ukernel(packed_b);
+    if (idx < 0 || m < 0)
+        return 0;
+    const pi_qgemm_ukernel *u = &qtable[idx];
+    pi_index k = ((const qheader *)packed_b)->k;
+    pi_index mc = qmc(u, k);
+    pi_index mr = cdiv(m, u->mr) * u->mr;
+    if (mr < mc) mc = mr;
+    const pi_index nt = pi_num_threads < 1 ? 1 : pi_num_threads;
+    return nt * qslot_bytes_for(u, k, mc, float_a) + (float_a ? round64(nt * 2 * 4) : 0);
+}
+
+PI_EXPORT pi_index pi_u8s8_gemm_workspace_bytes(const void *packed_b, pi_index m)
+{
+    return qworkspace(packed_b, m, 0);
+}
+
+PI_EXPORT pi_index pi_f32u8s8_gemm_workspace_bytes(const void *packed_b, pi_index m)
+{
+    return qworkspace(packed_b, m, 1);
+}
+
+static void quantize_run(pi_index n, const float *x, float scale, int zero, int is_signed,
+                         void *y);
+static void minmax_run(pi_index n, const float *x, float *lo, float *hi);
+
+/* ONNX DynamicQuantizeLinear's parameters for the range [lo, hi], in float32
+ * as ops.quant.dynamic_params computes them (the range widened to hold 0,
+ * scale = range / 255, zero = saturate(rint(-lo / scale)); a zero range gives
+ * scale 1).  A NaN zero point (infinite range) becomes 0, as NumPy's cast does. */
+static void dynamic_params(float lo, float hi, float *scale, int *zero)
+{
+    lo = lo < 0.0f ? lo : 0.0f;
+    hi = hi > 0.0f ? hi : 0.0f;
+    const float s = hi == lo ? 1.0f : (hi - lo) / 255.0f;
+    const float z = __builtin_rintf(0.0f - lo / s);
+    *scale = s;
+    *zero = z > 0.0f ? (z < 255.0f ? (int)z : 255) : 0; /* NaN: 0 */
+}
+
+static int qgemm_drive(pi_index m, pi_index n, pi_index k, const qsrc *src, int a_zero,
+                       const void *packed_b, int out_kind, const float *scale, const float *bias,
+                       int activation, float out_scale, int out_zero, void *c, pi_index c_rs,
+                       pi_index c_cs, float *x_params, void *ws, pi_index ws_bytes)
 {
     const int idx = pi_u8s8_packed_b_ukernel(packed_b);
     if (idx < 0 || out_kind < PI_QOUT_S32 || out_kind > PI_QOUT_U8)
@@ -350,7 +409,8 @@ PI_EXPORT int pi_u8s8_gemm(pi_index m, pi_index n, pi_index k,
     const qheader *h = (const qheader *)packed_b;
     if (h->k != k || h->n != n || m < 0)
         return PI_ERR_ARG;
-    if (out_kind != PI_QOUT_S32 && scale == NULL)
+    const int float_a = src->x != NULL;
+    if (out_kind != PI_QOUT_S32 && (float_a ? src->w_scale : scale) == NULL)
         return PI_ERR_ARG;
     if (!pi_u8s8_gemm_ukernel_runs(idx))
         return PI_ERR_UNSUPPORTED;
@@ -363,17 +423,20 @@ PI_EXPORT int pi_u8s8_gemm(pi_index m, pi_index n, pi_index k,
     int nt = pi_num_threads < 1 ? 1 : pi_num_threads;
     if ((double)m * (double)n * (double)k < 64.0 * 64 * 64)
         nt = 1;
-    pi_index mcb = qmc(u, k);
-    const pi_index nmb = cdiv(m, mcb);
-    mcb = cdiv(cdiv(m, nmb), MR) * MR; /* even blocks, no runt */
-    const pi_index slot = qslot_bytes(u, k, mcb);
-    if (ws_bytes < (pi_index)nt * slot || ws == NULL)
+    pi_index nmb;
+    const pi_index mcb = qblock_rows(u, m, k, &nmb);
+    const pi_index slot = qslot_bytes_for(u, k, mcb, float_a);
+    const pi_index mm_bytes = float_a ? round64((pi_index)nt * 2 * 4) : 0;
+    if (ws_bytes < (pi_index)nt * slot + mm_bytes || ws == NULL)
         return PI_ERR_WORKSPACE;
+    float *mm = (float *)((char *)ws + (pi_index)nt * slot); /* per-thread lo, hi */
     /* Enough items for every thread: split N when there are few row blocks. */
     pi_index nch = nmb >= 2 * nt ? 1 : cdiv(2 * nt, nmb);
     if (nch > nsl) nch = nsl;
     const pi_index items = nmb * nch;
     const char *bpk = (const char *)packed_b + QHEADER;
+    float xs = src->x_scale;
+    int xz = src->x_zero;
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -381,6 +444,29 @@ PI_EXPORT int pi_u8s8_gemm(pi_index m, pi_index n, pi_index k,
         char *wslot = (char *)ws + (pi_index)tid * slot;
         void *ap = wslot;
         int *rowsum = (int *)(wslot + round64(mcb * kg * u->ku * u->es));
+        unsigned char *aq = (unsigned char *)wslot + qslot_bytes(u, k, mcb);
+        if (float_a && src->dynamic) {
+            float lo = INFINITY, hi = -INFINITY;
+            for (pi_index i = m * tid / nth; i < m * (tid + 1) / nth; i++)
+                minmax_run(k, (const float *)PI_CPTR_ADD(src->x, i * src->x_rs), &lo, &hi);
+            mm[2 * tid] = lo;
+            mm[2 * tid + 1] = hi;
+#pragma omp barrier
+            lo = INFINITY, hi = -INFINITY;
+            for (int t = 0; t < nth; t++) { /* every thread the same reduction */
+                lo = mm[2 * t] < lo ? mm[2 * t] : lo;
+                hi = mm[2 * t + 1] > hi ? mm[2 * t + 1] : hi;
+            }
+            float s;
+            int z;
+            dynamic_params(lo, hi, &s, &z);
+            if (tid == 0) {
+                xs = s;
+                xz = z;
+            }
+#pragma omp barrier
+        }
+        const int az = float_a ? xz : a_zero;
         pi_index packed_mb = -1;
         float spad[PI_QGEMM_MAX_NR], bpad[PI_QGEMM_MAX_NR];
         int rpad[PI_QGEMM_MAX_MR];
@@ -393,7 +479,14 @@ PI_EXPORT int pi_u8s8_gemm(pi_index m, pi_index n, pi_index k,
             if (mc <= 0)
                 continue;
             if (mb != packed_mb) {
-                qpack_a(u, mc, k, (const unsigned char *)a + i0 * a_rs, a_rs, a_cs, ap, rowsum);
+                if (float_a) {
+                    for (pi_index i = 0; i < mc; i++)
+                        quantize_run(k, (const float *)PI_CPTR_ADD(src->x, (i0 + i) * src->x_rs),
+                                     xs, xz, 0, aq + i * k);
+                    qpack_a(u, mc, k, aq, k, 1, ap, rowsum);
+                } else {
+                    qpack_a(u, mc, k, src->a + i0 * src->a_rs, src->a_rs, src->a_cs, ap, rowsum);
+                }
                 packed_mb = mb;
             }
             const pi_index s0 = nsl * ch / nch, s1 = nsl * (ch + 1) / nch;
@@ -404,7 +497,7 @@ PI_EXPORT int pi_u8s8_gemm(pi_index m, pi_index n, pi_index k,
                 pi_qgemm_epi ep;
                 ep.kind = out_kind;
                 ep.act = activation;
-                ep.a_zero = a_zero;
+                ep.a_zero = az;
                 ep.out_zero = out_zero;
                 ep.out_scale = out_scale;
                 ep.b_zero = (const int *)blk;
@@ -412,16 +505,17 @@ PI_EXPORT int pi_u8s8_gemm(pi_index m, pi_index n, pi_index k,
                 ep.scale = NULL;
                 ep.bias = NULL;
                 if (out_kind != PI_QOUT_S32) {
-                    if (nr == NR) {
+                    if (nr == NR && !float_a) {
                         ep.scale = scale + j0;
                         ep.bias = bias ? bias + j0 : NULL;
                     } else {
                         for (int j = 0; j < NR; j++) {
-                            spad[j] = j < nr ? scale[j0 + j] : 0.0f;
+                            spad[j] = j >= nr ? 0.0f
+                                      : float_a ? xs * src->w_scale[j0 + j] : scale[j0 + j];
                             bpad[j] = j < nr && bias ? bias[j0 + j] : 0.0f;
                         }
                         ep.scale = spad;
-                        ep.bias = bias ? bpad : NULL;
+                        ep.bias = bias ? (nr == NR ? bias + j0 : bpad) : NULL;
                     }
                 }
                 const void *bs = blk + (pi_index)NR * 8;
@@ -444,7 +538,48 @@ PI_EXPORT int pi_u8s8_gemm(pi_index m, pi_index n, pi_index k,
             }
         }
     }
+    if (x_params) {
+        x_params[0] = xs;
+        x_params[1] = (float)xz;
+    }
     return PI_OK;
+}
+
+PI_EXPORT int pi_u8s8_gemm(pi_index m, pi_index n, pi_index k,
+                           const unsigned char *a, pi_index a_rs, pi_index a_cs, int a_zero,
+                           const void *packed_b,
+                           int out_kind, const float *scale, const float *bias, int activation,
+                           float out_scale, int out_zero,
+                           void *c, pi_index c_rs, pi_index c_cs,
+                           void *ws, pi_index ws_bytes)
+{
+    qsrc src = {0};
+    src.a = a;
+    src.a_rs = a_rs;
+    src.a_cs = a_cs;
+    return qgemm_drive(m, n, k, &src, a_zero, packed_b, out_kind, scale, bias, activation,
+                       out_scale, out_zero, c, c_rs, c_cs, NULL, ws, ws_bytes);
+}
+
+PI_EXPORT int pi_f32u8s8_gemm(pi_index m, pi_index n, pi_index k,
+                              const float *x, pi_index x_rs, float x_scale, int x_zero,
+                              const void *packed_b,
+                              int out_kind, const float *w_scale, const float *bias,
+                              int activation, float out_scale, int out_zero,
+                              void *c, pi_index c_rs, pi_index c_cs, float *x_params,
+                              void *ws, pi_index ws_bytes)
+{
+    if (x == NULL || (x_scale > 0.0f && (x_zero < 0 || x_zero > 255)))
+        return PI_ERR_ARG;
+    qsrc src = {0};
+    src.x = x;
+    src.x_rs = x_rs;
+    src.dynamic = !(x_scale > 0.0f); /* NaN too */
+    src.x_scale = src.dynamic ? 1.0f : x_scale;
+    src.x_zero = src.dynamic ? 0 : x_zero;
+    src.w_scale = w_scale;
+    return qgemm_drive(m, n, k, &src, 0, packed_b, out_kind, NULL, bias, activation, out_scale,
+                       out_zero, c, c_rs, c_cs, x_params, ws, ws_bytes);
 }
 
 /* ---- quantize, dequantize, min/max --------------------------------------------- */
@@ -558,6 +693,23 @@ PI_EXPORT int pi_dequantize_f32(int kind, pi_index outer, pi_index channels, pi_
     return PI_OK;
 }
 
+/* lo, hi updated with the range of n contiguous floats, NaN ignored. */
+static void minmax_run(pi_index n, const float *x, float *lo, float *hi)
+{
+    float tl = *lo, th = *hi;
+    pi_index i = 0;
+#if PI_X86
+    if (pi_current_isa >= PI_ISA_AVX2)
+        i = minmax_avx2(n, x, &tl, &th);
+#endif
+    for (; i < n; i++) {
+        tl = x[i] < tl ? x[i] : tl;
+        th = x[i] > th ? x[i] : th;
+    }
+    *lo = tl;
+    *hi = th;
+}
+
 PI_EXPORT int pi_f32_minmax(pi_index n, const float *x, float *lo, float *hi)
 {
     if (n < 1)
@@ -569,15 +721,7 @@ PI_EXPORT int pi_f32_minmax(pi_index n, const float *x, float *lo, float *hi)
         const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
         const pi_index i0 = n * tid / nth, i1 = n * (tid + 1) / nth;
         float tl = INFINITY, th = -INFINITY;
-        pi_index i = i0;
-#if PI_X86
-        if (pi_current_isa >= PI_ISA_AVX2)
-            i = i0 + minmax_avx2(i1 - i0, x + i0, &tl, &th);
-#endif
-        for (; i < i1; i++) {
-            tl = x[i] < tl ? x[i] : tl;
-            th = x[i] > th ? x[i] : th;
-        }
+        minmax_run(i1 - i0, x + i0, &tl, &th);
 #pragma omp critical(pi_minmax)
         {
             l = tl < l ? tl : l;

@@ -17,43 +17,35 @@
  * as a memory operand of vpmaddubsw (L1 serves 3 loads a cycle).
  *
  * The epilogue (zero-point correction, dequantize, bias, activation,
- * requantize) runs on the accumulators before they leave registers. */
+ * requantize: pi_qgemm_epi.inc) runs once a tile on the accumulators, spilled
+ * to the stack, before anything reaches C. */
 #include "pi_internal.h"
 #include "pi_qgemm_ukernels.h"
 #if PI_X86
 #include <immintrin.h>
 #include "pi_vmath.h"
 
-/* One 8-column vector of row i: corrected acc -> output. */
-static inline __attribute__((always_inline)) PI_TARGET_AVX2 void
-epi_avx2(__m256i acc, __m256i zcorr, int rowsum, int jv, const pi_qgemm_epi *ep, char *crow)
-{
-    __m256i v = _mm256_add_epi32(acc, zcorr);
-    v = _mm256_sub_epi32(v, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(ep->b_zero + jv)),
-                                               _mm256_set1_epi32(rowsum)));
-    if (ep->kind == PI_QOUT_S32) {
-        _mm256_storeu_si256((__m256i *)(crow + jv * 4), v);
-        return;
-    }
-    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(ep->scale + jv));
-    if (ep->bias)
-        f = _mm256_add_ps(f, _mm256_loadu_ps(ep->bias + jv));
-    if (ep->act == PI_ACT_RELU)
-        f = _mm256_max_ps(f, _mm256_setzero_ps());
-    else if (ep->act != PI_ACT_NONE)
-        f = pi_act_ps_avx2(f, ep->act);
-    if (ep->kind == PI_QOUT_F32) {
-        _mm256_storeu_ps((float *)crow + jv, f);
-        return;
-    }
-    __m256 q = _mm256_div_ps(f, _mm256_set1_ps(ep->out_scale));
-    q = _mm256_min_ps(_mm256_max_ps(q, _mm256_set1_ps(-1073741824.0f)),
-                      _mm256_set1_ps(1073741824.0f));
-    __m256i qi = _mm256_add_epi32(_mm256_cvtps_epi32(q), _mm256_set1_epi32(ep->out_zero));
-    qi = _mm256_min_epi32(_mm256_max_epi32(qi, _mm256_setzero_si256()), _mm256_set1_epi32(255));
-    __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
-    _mm_storel_epi64((__m128i *)(crow + jv), _mm_packus_epi16(w, w));
-}
+/* The epilogue (pi_qgemm_epi.inc), 8 lanes. */
+#define PI_VMATH_MACROS 256
+#include "pi_vmath.h"
+#undef PI_VMATH_MACROS
+#define QE_NAME qepi_avx2
+#define QE_TARGET PI_TARGET_AVX2
+#define QI_LOAD(p) _mm256_loadu_si256((const __m256i *)(p))
+#define QI_STORE(p, v) _mm256_storeu_si256((__m256i *)(p), (v))
+#define QI_MULLO _mm256_mullo_epi32
+/* packs (s32 -> s16, saturating) then packus (s16 -> u8, saturating) is the
+ * clamp to [0, 255]; each packs within 128-bit lanes, so the 8 bytes come out
+ * as lanes 0-3 of the low half and 0-3 (the high lanes 4-7) of the high half. */
+#define QI_STORE_U8(p, v)                                                             \
+    do {                                                                              \
+        __m128i w_ = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256((v), 1)); \
+        _mm_storel_epi64((__m128i *)(p), _mm_packus_epi16(w_, w_));                    \
+    } while (0)
+#include "pi_qgemm_epi.inc"
+#define PI_VMATH_MACROS 0
+#include "pi_vmath.h"
+#undef PI_VMATH_MACROS
 
 #define ROW_STEP(i)                                                                   \
     if (R > i) {                                                                      \
@@ -61,11 +53,10 @@ epi_avx2(__m256i acc, __m256i zcorr, int rowsum, int jv, const pi_qgemm_epi *ep,
         c##i##0 = _mm256_add_epi32(c##i##0, _mm256_madd_epi16(av, b0));               \
         c##i##1 = _mm256_add_epi32(c##i##1, _mm256_madd_epi16(av, b1));               \
     }
-#define ROW_EPI(i)                                                                    \
+#define ROW_SPILL(i)                                                                  \
     if (R > i) {                                                                      \
-        char *crow = (char *)c + i * c_rs;                                            \
-        epi_avx2(c##i##0, z0, ep->rowsum[i], 0, ep, crow);                            \
-        epi_avx2(c##i##1, z1, ep->rowsum[i], 8, ep, crow);                            \
+        acc[2 * i] = c##i##0;                                                         \
+        acc[2 * i + 1] = c##i##1;                                                     \
     }
 
 /* The k loop of a full 6-row panel in assembly: GCC keeps the 12
@@ -121,10 +112,9 @@ epi_avx2(__m256i acc, __m256i zcorr, int rowsum, int jv, const pi_qgemm_epi *ep,
                 ROW_STEP(0) ROW_STEP(1) ROW_STEP(2) ROW_STEP(3) ROW_STEP(4) ROW_STEP(5) \
             }                                                                         \
         }                                                                             \
-        const __m256i za = _mm256_set1_epi32(ep->a_zero);                             \
-        const __m256i z0 = _mm256_mullo_epi32(za, _mm256_loadu_si256((const __m256i *)ep->b_corr)); \
-        const __m256i z1 = _mm256_mullo_epi32(za, _mm256_loadu_si256((const __m256i *)(ep->b_corr + 8))); \
-        ROW_EPI(0) ROW_EPI(1) ROW_EPI(2) ROW_EPI(3) ROW_EPI(4) ROW_EPI(5)             \
+        __m256i acc[12];                                                              \
+        ROW_SPILL(0) ROW_SPILL(1) ROW_SPILL(2) ROW_SPILL(3) ROW_SPILL(4) ROW_SPILL(5)  \
+        qepi_avx2(R, 2, acc, c, c_rs, ep);                                            \
     }
 DEFINE_ROWS(1)
 DEFINE_ROWS(2)
@@ -158,14 +148,6 @@ void pi_u8s8_gemm_6x16__avx2(PI_QGEMM_UKERNEL_ARGS)
     "vpbroadcastd " #off "(%[a]), %%ymm13\n\t"                                        \
     W7COL(0, x0) W7COL(32, x1) W7COL(64, x2)
 
-#define W7EPI(i)                                                                      \
-    if (mr > i) {                                                                     \
-        char *crow = (char *)c + i * c_rs;                                            \
-        epi_avx2(c##i##0, z0, ep->rowsum[i], 0, ep, crow);                            \
-        epi_avx2(c##i##1, z1, ep->rowsum[i], 8, ep, crow);                            \
-        epi_avx2(c##i##2, z2, ep->rowsum[i], 16, ep, crow);                           \
-    }
-
 /* Always the whole 4-row panel (packing zero-pads A past mr); only mr rows
  * are stored.  The k loop is assembly for the reason given above FULL_PANEL_LOOP. */
 PI_TARGET_AVX2 void pi_u8s8_gemm_4x24k4w7__avx2(PI_QGEMM_UKERNEL_ARGS)
@@ -192,11 +174,8 @@ PI_TARGET_AVX2 void pi_u8s8_gemm_4x24k4w7__avx2(PI_QGEMM_UKERNEL_ARGS)
             :
             : "xmm13", "xmm14", "xmm15", "memory", "cc");
     }
-    const __m256i za = _mm256_set1_epi32(ep->a_zero);
-    const __m256i z0 = _mm256_mullo_epi32(za, _mm256_loadu_si256((const __m256i *)ep->b_corr));
-    const __m256i z1 = _mm256_mullo_epi32(za, _mm256_loadu_si256((const __m256i *)(ep->b_corr + 8)));
-    const __m256i z2 = _mm256_mullo_epi32(za, _mm256_loadu_si256((const __m256i *)(ep->b_corr + 16)));
-    W7EPI(0) W7EPI(1) W7EPI(2) W7EPI(3)
+    const __m256i acc[12] = {c00, c01, c02, c10, c11, c12, c20, c21, c22, c30, c31, c32};
+    qepi_avx2(mr, 3, acc, c, c_rs, ep);
 }
 #else
 void pi_u8s8_gemm_6x16__avx2(PI_QGEMM_UKERNEL_ARGS) { (void)mr; }

@@ -17,34 +17,23 @@
 #define PI_TARGET_VNNI \
     __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx512vnni,avx2,fma")))
 
-static inline __attribute__((always_inline)) PI_TARGET_VNNI void
-epi_vnni(__m512i acc, __m512i zcorr, int rowsum, int jv, const pi_qgemm_epi *ep, char *crow)
-{
-    __m512i v = _mm512_add_epi32(acc, zcorr);
-    v = _mm512_sub_epi32(v, _mm512_mullo_epi32(_mm512_loadu_si512(ep->b_zero + jv),
-                                               _mm512_set1_epi32(rowsum)));
-    if (ep->kind == PI_QOUT_S32) {
-        _mm512_storeu_si512(crow + jv * 4, v);
-        return;
-    }
-    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_loadu_ps(ep->scale + jv));
-    if (ep->bias)
-        f = _mm512_add_ps(f, _mm512_loadu_ps(ep->bias + jv));
-    if (ep->act == PI_ACT_RELU)
-        f = _mm512_max_ps(f, _mm512_setzero_ps());
-    else if (ep->act != PI_ACT_NONE)
-        f = pi_act_ps_avx512(f, ep->act);
-    if (ep->kind == PI_QOUT_F32) {
-        _mm512_storeu_ps((float *)crow + jv, f);
-        return;
-    }
-    __m512 q = _mm512_div_ps(f, _mm512_set1_ps(ep->out_scale));
-    q = _mm512_min_ps(_mm512_max_ps(q, _mm512_set1_ps(-1073741824.0f)),
-                      _mm512_set1_ps(1073741824.0f));
-    __m512i qi = _mm512_add_epi32(_mm512_cvtps_epi32(q), _mm512_set1_epi32(ep->out_zero));
-    qi = _mm512_min_epi32(_mm512_max_epi32(qi, _mm512_setzero_si512()), _mm512_set1_epi32(255));
-    _mm_storeu_si128((__m128i *)(crow + jv), _mm512_cvtepi32_epi8(qi));
-}
+/* The epilogue (pi_qgemm_epi.inc), 16 lanes: the text the AVX2 kernels run. */
+#define PI_VMATH_MACROS 512
+#include "pi_vmath.h"
+#undef PI_VMATH_MACROS
+#define QE_NAME qepi_avx512
+#define QE_TARGET PI_TARGET_AVX512
+#define QI_LOAD(p) _mm512_loadu_si512((const void *)(p))
+#define QI_STORE(p, v) _mm512_storeu_si512((void *)(p), (v))
+#define QI_MULLO _mm512_mullo_epi32
+#define QI_STORE_U8(p, v)                                                             \
+    _mm_storeu_si128((__m128i *)(p),                                                  \
+                     _mm512_cvtepi32_epi8(_mm512_min_epi32(                           \
+                         _mm512_max_epi32((v), _mm512_setzero_si512()), _mm512_set1_epi32(255))))
+#include "pi_qgemm_epi.inc"
+#define PI_VMATH_MACROS 0
+#include "pi_vmath.h"
+#undef PI_VMATH_MACROS
 
 #define ROW_STEP(i)                                                                   \
     if (R > i) {                                                                      \
@@ -52,11 +41,10 @@ epi_vnni(__m512i acc, __m512i zcorr, int rowsum, int jv, const pi_qgemm_epi *ep,
         c##i##0 = _mm512_dpbusd_epi32(c##i##0, av, b0);                               \
         c##i##1 = _mm512_dpbusd_epi32(c##i##1, av, b1);                               \
     }
-#define ROW_EPI(i)                                                                    \
+#define ROW_SPILL(i)                                                                  \
     if (R > i) {                                                                      \
-        char *crow = (char *)c + i * c_rs;                                            \
-        epi_vnni(c##i##0, z0, ep->rowsum[i], 0, ep, crow);                            \
-        epi_vnni(c##i##1, z1, ep->rowsum[i], 16, ep, crow);                           \
+        acc[2 * i] = c##i##0;                                                         \
+        acc[2 * i + 1] = c##i##1;                                                     \
     }
 
 #define DEFINE_ROWS(RN)                                                                \
@@ -75,11 +63,10 @@ epi_vnni(__m512i acc, __m512i zcorr, int rowsum, int jv, const pi_qgemm_epi *ep,
             ROW_STEP(0) ROW_STEP(1) ROW_STEP(2) ROW_STEP(3)                           \
             ROW_STEP(4) ROW_STEP(5) ROW_STEP(6) ROW_STEP(7)                           \
         }                                                                             \
-        const __m512i za = _mm512_set1_epi32(ep->a_zero);                             \
-        const __m512i z0 = _mm512_mullo_epi32(za, _mm512_loadu_si512(ep->b_corr));    \
-        const __m512i z1 = _mm512_mullo_epi32(za, _mm512_loadu_si512(ep->b_corr + 16)); \
-        ROW_EPI(0) ROW_EPI(1) ROW_EPI(2) ROW_EPI(3)                                   \
-        ROW_EPI(4) ROW_EPI(5) ROW_EPI(6) ROW_EPI(7)                                   \
+        __m512i acc[16];                                                              \
+        ROW_SPILL(0) ROW_SPILL(1) ROW_SPILL(2) ROW_SPILL(3)                           \
+        ROW_SPILL(4) ROW_SPILL(5) ROW_SPILL(6) ROW_SPILL(7)                           \
+        qepi_avx512(R, 2, acc, c, c_rs, ep);                                          \
     }
 DEFINE_ROWS(1)
 DEFINE_ROWS(2)

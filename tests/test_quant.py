@@ -151,6 +151,107 @@ def test_hypothesis_shapes(m, k, n, per_channel, layout, uk, seed):
         c_quant.force_ukernel(None)
 
 
+def _run_float_a(x, b, bz, x_params, sb, bias, act="relu", threads=None):
+    """qgemm_f32 (float A quantized inside the C GEMM; x_params None: dynamic)
+    against the NumPy reference, every output kind, outputs poisoned first."""
+    m, n = x.shape[0], b.shape[1]
+    w = ops.qweight(b, bz)
+    xs, xz = x_params if x_params is not None else (None, None)
+    sb = np.ascontiguousarray(np.broadcast_to(np.asarray(sb, np.float32), (n,)))
+    previous = pyinfer.get_num_threads()
+    if threads:
+        pyinfer.set_num_threads(threads)
+    try:
+        for dtype, fills, kw in [(np.float32, (np.nan,), {}),
+                                 (np.uint8, (0, 255), {"out_scale": np.float32(0.05), "out_zero": 7}),
+                                 (np.int32, (-12345,), {})]:
+            kw = {"activation": None if dtype == np.int32 else act, "out_scale": None,
+                  "out_zero": None, **kw}
+            scale = None if dtype == np.int32 else sb
+            bb = None if dtype == np.int32 else bias
+            ref = np.empty((m, n), dtype)
+            nq.qgemm_f32(x, w, xs, xz, scale, bb, out=ref, **kw)
+            for fill in fills:
+                got = np.full((m, n), fill, dtype)
+                c_quant.qgemm_f32(x, w, xs, xz, scale, bb, out=got, **kw)
+                np.testing.assert_array_equal(got, ref)
+    finally:
+        pyinfer.set_num_threads(previous)
+
+
+def _float_case(rng, m, k, n, w7, nan=False, layout="c"):
+    x = (rng.standard_normal((m, k)) * rng.choice([0.01, 1.0, 30.0])).astype(np.float32)
+    if nan:
+        x[rng.random((m, k)) < 0.05] = np.nan
+    if layout == "strided":  # rows apart, columns contiguous
+        big = np.full((m, k + 5), 1e30, np.float32)
+        big[:, :k] = x
+        x = big[:, :k]
+    a, b, az, bz, sa, sb, bias = _case(rng, m, k, n, w7=w7)
+    return x, b, bz, sb, bias
+
+
+def test_float_a_tile_edges(ukernel):
+    rng = np.random.default_rng(11)
+    for m in _edges(ukernel.mr):
+        for n in (1, ukernel.nr, ukernel.nr + 1):
+            for k in (1, ukernel.ku + 1, 37):
+                x, b, bz, sb, bias = _float_case(rng, m, k, n, ukernel.wb == 7, nan=m > 2)
+                _run_float_a(x, b, bz, None, sb, bias)
+                _run_float_a(x, b, bz, (np.float32(0.013), 131), sb, bias)
+
+
+def test_float_a_many_blocks_and_threads(ukernel):
+    rng = np.random.default_rng(12)
+    x, b, bz, sb, bias = _float_case(rng, 16 * ukernel.mr + 5, 700, 3 * ukernel.nr + 1,
+                                     ukernel.wb == 7, nan=True, layout="strided")
+    _run_float_a(x, b, bz, None, sb, bias, threads=2)
+
+
+@pytest.mark.parametrize("case", ["zeros", "positive", "negative", "all_nan", "one"])
+def test_float_a_dynamic_ranges(case):
+    """Ranges that do not straddle 0 (widened to hold it), a zero range (scale
+    1) and an all-NaN input (no range: scale 1, zero point 0, as the reference)."""
+    rng = np.random.default_rng(13)
+    x = {"zeros": np.zeros((5, 33)), "positive": rng.random((5, 33)) + 2,
+         "negative": -rng.random((5, 33)) - 2, "all_nan": np.full((5, 33), np.nan),
+         "one": np.full((1, 1), 3.0)}[case].astype(np.float32)
+    b = rng.integers(-64, 65, (x.shape[1], 19), dtype=np.int8)
+    _run_float_a(x, b, np.int8(0), None, np.float32(0.01), None)
+
+
+@settings(deadline=None, max_examples=25)
+@given(m=st.one_of(st.integers(1, 40), st.sampled_from(PRIMES)),
+       k=st.one_of(st.integers(1, 70), st.sampled_from(PRIMES)),
+       n=st.one_of(st.integers(1, 70), st.sampled_from(PRIMES)),
+       dynamic=st.booleans(), layout=st.sampled_from(["c", "strided"]),
+       uk=st.sampled_from([u.index for u in RUNNABLE]), seed=st.integers(0, 2**31))
+def test_float_a_hypothesis(m, k, n, dynamic, layout, uk, seed):
+    rng = np.random.default_rng(seed)
+    x, b, bz, sb, bias = _float_case(rng, m, k, n, UK[uk].wb == 7, nan=seed % 3 == 0,
+                                     layout=layout)
+    params = None if dynamic else (np.float32(rng.random() * 0.1 + 1e-3), int(rng.integers(0, 256)))
+    c_quant.force_ukernel(uk)
+    try:
+        _run_float_a(x, b, bz, params, sb, bias if seed % 2 else None,
+                     act=None if seed % 4 < 2 else "relu")
+    finally:
+        c_quant.force_ukernel(None)
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_tanh", "silu", "sigmoid", "tanh"])
+def test_float_a_transcendental_epilogue(act):
+    rng = np.random.default_rng(14)
+    x, b, bz, sb, bias = _float_case(rng, 9, 50, 40, w7=True)
+    w = ops.qweight(b, bz)
+    got = np.full((9, 40), np.nan, np.float32)
+    ref = np.empty_like(got)
+    kw = {"activation": act, "out_scale": None, "out_zero": None}
+    c_quant.qgemm_f32(x, w, None, None, sb, bias, out=got, **kw)
+    nq.qgemm_f32(x, w, None, None, sb, bias, out=ref, **kw)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("act", ["gelu", "gelu_tanh", "silu", "sigmoid", "tanh"])
 def test_transcendental_epilogue(act):
     rng = np.random.default_rng(4)
@@ -268,6 +369,17 @@ def _tp(dt):
 
 
 BACKENDS = ["numpy", "c"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_quantize_nan_is_the_low_end(backend):
+    """NaN quantizes to the type's low end whatever the zero point (the C clamp's
+    and ONNX Runtime's rule; the reference follows it)."""
+    x = np.array([np.nan, 1.0] * 9, np.float32)  # long enough for the vector path
+    u = ops.quantize_linear(x, np.float32(0.5), np.uint8(100), backend=backend)
+    np.testing.assert_array_equal(u, [0, 102] * 9)
+    s = ops.quantize_linear(x, np.float32(0.5), np.int8(-3), backend=backend)
+    np.testing.assert_array_equal(s, [-128, -1] * 9)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

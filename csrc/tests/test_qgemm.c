@@ -203,6 +203,72 @@ static void test_quantize(void)
     expect(lo == l && hi == h, "minmax", -1, 30, 0, 0, 0);
 }
 
+/* pi_f32u8s8_gemm (float A quantized inside the GEMM) against quantizing A
+ * here (QuantizeLinear's rule; dynamic: DynamicQuantizeLinear's parameters
+ * from the range, NaN ignored) and running pi_u8s8_gemm, checked above: the
+ * results and the reported parameters must be the same bits. */
+static void float_a(int uk, long m, long n, long k, int dynamic, int kind)
+{
+    const long ldx = k + 3;
+    float *x = malloc(sizeof(float) * (size_t)(m * ldx));
+    unsigned char *a = malloc((size_t)(m * k));
+    signed char *b = malloc((size_t)(k * n));
+    float *ws_ = malloc(sizeof(float) * (size_t)n), *scale = malloc(sizeof(float) * (size_t)n);
+    float *bias = malloc(sizeof(float) * (size_t)n);
+    const int w7 = pi_u8s8_gemm_ukernel_weight_bits(uk) == 7;
+    for (long q = 0; q < m * ldx; q++) {
+        const unsigned r = rnd();
+        x[q] = (r & 63) == 0 ? NAN : (float)((int)(r % 4001) - 1500) * 1e-3f;
+    }
+    for (long q = 0; q < k * n; q++) b[q] = w7 ? (signed char)((int)(rnd() % 129) - 64) : (signed char)rnd();
+    for (long j = 0; j < n; j++) {
+        ws_[j] = (float)(rnd() % 1000 + 1) * 1e-5f;
+        bias[j] = (float)((int)(rnd() % 2001) - 1000) * 1e-3f;
+    }
+    float xs = 0.0137f;
+    int xz = 91;
+    if (dynamic) {
+        float lo = INFINITY, hi = -INFINITY;
+        for (long i = 0; i < m; i++)
+            for (long p = 0; p < k; p++) {
+                const float v = x[i * ldx + p];
+                lo = v < lo ? v : lo;
+                hi = v > hi ? v : hi;
+            }
+        lo = lo < 0.0f ? lo : 0.0f;
+        hi = hi > 0.0f ? hi : 0.0f;
+        xs = hi == lo ? 1.0f : (hi - lo) / 255.0f;
+        const float z = rintf(0.0f - lo / xs);
+        xz = z < 0.0f ? 0 : z > 255.0f ? 255 : (int)z;
+    }
+    for (long i = 0; i < m; i++)
+        for (long p = 0; p < k; p++) a[i * k + p] = (unsigned char)quant_ref(x[i * ldx + p], xs, xz, 0, 255);
+    for (long j = 0; j < n; j++) scale[j] = xs * ws_[j];
+    pi_index pb = pi_u8s8_packed_b_bytes(uk, k, n);
+    void *packed = aligned_alloc(64, (size_t)((pb + 63) / 64 * 64));
+    int st = pi_u8s8_pack_b(uk, k, n, b, n, 1, NULL, packed, pb);
+    pi_index wsb = pi_f32u8s8_gemm_workspace_bytes(packed, m);
+    void *wsp = aligned_alloc(64, (size_t)((wsb + 64) / 64 * 64));
+    const int es = kind == PI_QOUT_U8 ? 1 : 4;
+    unsigned char *c = malloc((size_t)(m * n * es)), *want = malloc((size_t)(m * n * es));
+    memset(c, 0xA5, (size_t)(m * n * es));
+    const int act = kind == PI_QOUT_S32 ? PI_ACT_NONE : PI_ACT_RELU;
+    float params[2] = {-1.0f, -1.0f};
+    st |= pi_f32u8s8_gemm(m, n, k, x, ldx * 4, dynamic ? 0.0f : xs, dynamic ? 0 : xz, packed, kind,
+                          kind == PI_QOUT_S32 ? NULL : ws_, kind == PI_QOUT_S32 ? NULL : bias, act,
+                          0.37f, 17, c, n * es, es, params, wsp, wsb);
+    pi_index wsu = pi_u8s8_gemm_workspace_bytes(packed, m);
+    void *wsp2 = aligned_alloc(64, (size_t)((wsu + 64) / 64 * 64));
+    st |= pi_u8s8_gemm(m, n, k, a, k, 1, xz, packed, kind, scale,
+                       kind == PI_QOUT_S32 ? NULL : bias, act, 0.37f, 17, want, n * es, es,
+                       wsp2, wsu);
+    expect(st == PI_OK && params[0] == xs && params[1] == (float)xz, "float A params", uk, m, n,
+           k, kind);
+    expect(memcmp(c, want, (size_t)(m * n * es)) == 0, "float A values", uk, m, n, k, kind);
+    free(x); free(a); free(b); free(ws_); free(scale); free(bias); free(packed); free(wsp);
+    free(wsp2); free(c); free(want);
+}
+
 int main(void)
 {
     for (int uk = 0;; uk++) {
@@ -224,6 +290,13 @@ int main(void)
                         for (size_t ik = 0; ik < sizeof ks / sizeof *ks; ik++)
                             one(uk, ms[im], ns[in], ks[ik], t, kind);
         one(uk, 300, 70, 600, 0, PI_QOUT_U8); /* several A blocks, both threads */
+        for (int kind = PI_QOUT_S32; kind <= PI_QOUT_U8; kind++)
+            for (int dyn = 0; dyn < 2; dyn++) {
+                float_a(uk, 1, 1, 1, dyn, kind);
+                float_a(uk, mr + 1, nr - 1, 2 * ku + 1, dyn, kind);
+                float_a(uk, 2 * mr + 3, 3 * nr + 5, 67, dyn, kind);
+                float_a(uk, 300, 70, 600, dyn, kind); /* several blocks, both threads */
+            }
         printf("%s checked\n", name);
     }
     test_weight_bits();

@@ -8,6 +8,9 @@
   points (7-bit, ``weight_bits``) get the faster AVX2 vpmaddubsw kernel,
   others the exact 16-bit one (``pyinfer.backends._native.force_isa`` lowers
   the ISA; a weight packed for another kernel is packed again for the new one).
+* ``qgemm_f32``: the same GEMM from a float activation, quantized per tensor
+  (static parameters, or dynamic ones from its range) while its blocks are
+  packed: one C call where min/max, quantize and GEMM were three.
 * ``quantize_linear``, ``dequantize_linear``, ``minmax``: one pass each,
   OpenMP over rows.
 
@@ -170,6 +173,42 @@ def qgemm(a, w, a_zero, scale, bias, *, activation, out_scale, out_zero, out):
         ffi.cast("void *", target.ctypes.data), target.strides[0], target.strides[1],
         ws, ws_size)
     check(status, "qgemm")
+    if target is not out:
+        np.copyto(out, target)
+
+
+def _qgemm_f32_supports(x, w, x_scale, x_zero, w_scale, bias, *, activation, out_scale,
+                        out_zero, out):
+    if x.dtype != F32 or x.strides[1] != 4 or not x.flags.aligned:
+        return "x is not float32 with contiguous rows"
+    return _qgemm_supports(x, w, 0, w_scale, bias, activation=activation, out_scale=out_scale,
+                           out_zero=out_zero, out=out)
+
+
+@register("qgemm_f32", "c", supports=_qgemm_f32_supports, priority=PRIORITY)
+def qgemm_f32(x, w, x_scale, x_zero, w_scale, bias, *, activation, out_scale, out_zero, out):
+    """out (M, N) = qgemm of x (M, K) float32 quantized to u8 per tensor inside
+    the GEMM's packing (pi_f32u8s8_gemm: one C call, one thread fork): by
+    (x_scale, x_zero), or with both None by DynamicQuantizeLinear's parameters
+    from x's range.  w_scale (N,) float32 C-contiguous, None for int32 out."""
+    m, k = x.shape
+    n = w.b.shape[1]
+    packed = packed_weight(w)
+    pb = ffi.cast("void *", packed.ctypes.data)
+    ws, ws_size = _workspace(lib.pi_f32u8s8_gemm_workspace_bytes(pb, m))
+    target = out if out.flags.aligned else np.empty(out.shape, out.dtype)
+    status = lib.pi_f32u8s8_gemm(
+        m, n, k, ffi.cast("const float *", x.ctypes.data), x.strides[0],
+        0.0 if x_scale is None else float(x_scale), 0 if x_zero is None else int(x_zero), pb,
+        _OUT_KIND[out.dtype],
+        ffi.NULL if w_scale is None else ffi.cast("const float *", w_scale.ctypes.data),
+        ffi.NULL if bias is None else ffi.cast("const float *", bias.ctypes.data),
+        ACTIVATION_CODES[activation],
+        float(out_scale) if out_scale is not None else 1.0,
+        int(out_zero) if out_zero is not None else 0,
+        ffi.cast("void *", target.ctypes.data), target.strides[0], target.strides[1], ffi.NULL,
+        ws, ws_size)
+    check(status, "qgemm_f32")
     if target is not out:
         np.copyto(out, target)
 

@@ -4,7 +4,8 @@ u8 x s8 GEMM with its epilogue, written plainly in NumPy (STYLE.md 3).
 Semantics are ONNX's (QuantizeLinear, DequantizeLinear, MatMulInteger):
 
 * quantize: ``saturate(rint(x / scale) + zero)``, the division in float32,
-  ``rint`` rounding half to even, saturation to the output type's range.
+  ``rint`` rounding half to even, saturation to the output type's range; NaN
+  gives the range's low end (the spec is silent; ONNX Runtime does this).
 * dequantize: ``float32(x - zero) * scale``.
 * GEMM: ``acc = (a - a_zero) @ (b - b_zero)`` exactly (int64 here, int32 in the
   kernels, which is exact for k <= 32768); then, for a float result,
@@ -64,7 +65,9 @@ def quantize_ref(x: np.ndarray, scale, zero, dtype) -> np.ndarray:
     x = np.asarray(x, F32)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         q = np.rint(x / np.asarray(scale, F32))
-    q = np.clip(np.nan_to_num(q, nan=float(lo)), -2.0**30, 2.0**30).astype(np.int64)
+    # NaN saturates to lo whatever the zero point, as the C kernels' clamp
+    # (x86 max/min return the non-NaN operand) and ONNX Runtime do
+    q = np.clip(np.nan_to_num(q, nan=-2.0**30), -2.0**30, 2.0**30).astype(np.int64)
     return np.clip(q + np.asarray(zero, np.int64), lo, hi).astype(dtype)
 
 
@@ -118,9 +121,39 @@ def qgemm_ref(a, b, a_zero, b_zero, scale, bias, activation, out_scale, out_zero
     return quantize_ref(f, np.float32(out_scale), int(out_zero), U8)
 
 
+def dynamic_params(lo: float, hi: float):
+    """ONNX DynamicQuantizeLinear's (scale, zero_point) for a range [lo, hi]
+    (float32 arithmetic): the range is widened to hold 0, scale = range / 255,
+    zero_point = saturate(rint(0 - lo / scale)).  A zero range gives scale 1
+    (ONNX Runtime's choice; the spec would divide by zero)."""
+    lo = np.float32(min(np.float32(lo), np.float32(0)))
+    hi = np.float32(max(np.float32(hi), np.float32(0)))
+    scale = np.float32(1) if hi == lo else np.float32(hi - lo) / np.float32(255)
+    with np.errstate(invalid="ignore"):
+        zp = np.clip(np.rint(np.float32(0) - lo / scale), 0, 255)
+    return np.float32(scale), np.uint8(0 if np.isnan(zp) else zp)
+
+
 @register("qgemm", "numpy")
 def qgemm(a, w, a_zero, scale, bias, *, activation, out_scale, out_zero, out):
     """out (M, N) from a (M, K) u8 and w a QWeight; out's dtype picks the
     result: int32, float32, or uint8 (requantized with out_scale, out_zero)."""
     out[...] = qgemm_ref(a, w.b, a_zero, w.b_zero, scale, bias, activation, out_scale, out_zero,
                          out.dtype)
+
+
+@register("qgemm_f32", "numpy")
+def qgemm_f32(x, w, x_scale, x_zero, w_scale, bias, *, activation, out_scale, out_zero, out):
+    """The int8 GEMM of a float activation: x (M, K) float32 quantized to u8
+    per tensor -- by (x_scale, x_zero), or with both None by the parameters
+    DynamicQuantizeLinear computes from x's range (NaN ignored) -- then
+    ``qgemm`` with scale ``float32(x_scale * w_scale[j])``; w_scale (N,)
+    float32, None for an int32 result."""
+    if x_scale is None:
+        finite = x[~np.isnan(x)]
+        x_scale, x_zero = dynamic_params(finite.min() if finite.size else np.inf,
+                                         finite.max() if finite.size else -np.inf)
+    a = quantize_ref(x, np.float32(x_scale), int(x_zero), U8)
+    scale = None if w_scale is None else np.multiply(np.float32(x_scale), w_scale, dtype=F32)
+    out[...] = qgemm_ref(a, w.b, int(x_zero), w.b_zero, scale, bias, activation, out_scale,
+                         out_zero, out.dtype)

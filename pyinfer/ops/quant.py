@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends import numpy_quant  # noqa: F401  (registers the reference kernels)
-from ..backends.numpy_quant import F32, QRANGE, S32, S8, U8, QWeight
+from ..backends.numpy_quant import F32, QRANGE, S32, S8, U8, QWeight, dynamic_params
 from ..backends.numpy_ref import ACTIVATIONS
 from ..errors import ShapeError, UnsupportedError, dtype_error, shape_error
 from ._args import check_backend, normalize_axis
@@ -125,18 +125,6 @@ def dequantize_linear(x, scale, zero_point=None, axis=1, out=None, backend=None)
     check_out(out, xi.shape, F32, op)
     np.copyto(out, result)
     return out
-
-
-def dynamic_params(lo: float, hi: float):
-    """ONNX DynamicQuantizeLinear's (scale, zero_point) for a range [lo, hi]
-    (float32 arithmetic): the range is widened to hold 0, scale = range / 255,
-    zero_point = saturate(rint(0 - lo / scale)).  A zero range gives scale 1
-    (ONNX Runtime's choice; the spec would divide by zero)."""
-    lo = np.float32(min(np.float32(lo), np.float32(0)))
-    hi = np.float32(max(np.float32(hi), np.float32(0)))
-    scale = np.float32(1) if hi == lo else np.float32(hi - lo) / np.float32(255)
-    zp = np.clip(np.rint(np.float32(0) - lo / scale), 0, 255)
-    return np.float32(scale), np.uint8(zp)
 
 
 def dynamic_quantize_linear(x, out=None, backend=None):
