@@ -80,6 +80,13 @@ static const pi_gemm_ukernel *pi_gemm_select_stream(pi_index elem_size, pi_index
 
 static pi_index round64(pi_index x) { return (x + 63) / 64 * 64; }
 
+#ifndef PI_GEMM_PACKED_PASS_RULE_M
+#define PI_GEMM_PACKED_PASS_RULE_M 16
+#endif
+#ifndef PI_GEMM_PACKED_MIN_FLOPS
+#define PI_GEMM_PACKED_MIN_FLOPS (2.0 * 64 * 64 * 64)
+#endif
+
 /* NC as the loops use it: whole NR slivers (guards a list entry that is not). */
 static pi_index pi_gemm_nc(const pi_gemm_ukernel *u)
 {
@@ -136,6 +143,102 @@ PI_EXPORT int pi_gemm_ukernel_info(int index, int *elem_size, int *isa, int *mr,
     return PI_OK;
 }
 
+/* ---- pre-packed B: layout and policy shared by the f32/f64 drivers ---- */
+
+/* What pi_<dtype>_gemm_pack_b writes before the slivers: the micro-kernel
+ * the slivers are laid out for (its NR) and the shape, so a call needs no
+ * other description of B and a stale packing (ISA lowered since) is refused. */
+#define PI_GEMM_PACKED_MAGIC 0x42474950u /* "PIGB" */
+#define PI_GEMM_PACKED_HDR_BYTES 64
+typedef struct {
+    unsigned magic;
+    int elem_size, ukernel, nr;
+    pi_index k, n;
+} pi_gemm_packed_hdr;
+
+/* The kernel a B packed for calls of m rows is laid out for: the row kernel
+ * for M = 1; otherwise, of the default kernel's ISA, the MR > 1 entry with the
+ * fewest sliver passes per column (as for streamed B: 8 rows run as 2 passes
+ * of 4x24, not 6 + 2 rows over 16 columns). */
+static const pi_gemm_ukernel *pi_gemm_select_packed(pi_index elem_size, pi_index m)
+{
+    const pi_gemm_ukernel *best = pi_gemm_select(elem_size, m);
+    if (!best || pi_gemm_forced_ukernel >= 0 || m < 2 || m > PI_GEMM_PACKED_PASS_RULE_M)
+        return best;
+    for (int i = 0; i < pi_gemm_ukernel_count; i++) {
+        const pi_gemm_ukernel *u = &pi_gemm_ukernel_table[i];
+        if (u->elem_size != elem_size || u->isa != best->isa || u->mr < 2)
+            continue;
+        if (pi_gemm_passes(m, u->mr) * best->nr < pi_gemm_passes(m, best->mr) * u->nr)
+            best = u;
+    }
+    return best;
+}
+
+static const pi_gemm_ukernel *pi_gemm_packed_ukernel(const pi_gemm_packed_hdr *h)
+{
+    if (h->ukernel < 0 || h->ukernel >= pi_gemm_ukernel_count)
+        return NULL;
+    const pi_gemm_ukernel *u = &pi_gemm_ukernel_table[h->ukernel];
+    if (u->elem_size != h->elem_size || u->nr != h->nr || u->isa > pi_current_isa)
+        return NULL;
+    return u;
+}
+
+/* One thread's packed A block: at most MC x KC, clamped to the problem. */
+static pi_index pi_gemm_packed_slot_bytes(const pi_gemm_ukernel *u, pi_index m, pi_index k)
+{
+    pi_index mr = (m + u->mr - 1) / u->mr * u->mr;
+    pi_index mc = mr < u->mc ? mr : u->mc;
+    pi_index kc = k < u->kc ? k : u->kc;
+    return round64((mc > 0 ? mc : 1) * (kc > 0 ? kc : 1) * u->elem_size);
+}
+
+/* Split N when the busiest thread's share of micro-kernel calls is no larger
+ * than with M split (ties go to N: each B sliver then streams through one core
+ * only). */
+static int pi_gemm_packed_split_n(const pi_gemm_ukernel *u, pi_index m, pi_index n, int nt)
+{
+    pi_index nsl = (n + u->nr - 1) / u->nr, panels = (m + u->mr - 1) / u->mr;
+    return (nsl + nt - 1) / nt * panels <= (panels + nt - 1) / nt * nsl;
+}
+
+/* Threads for one packed call: one below PI_GEMM_PACKED_MIN_FLOPS (waking a
+ * sleeping OpenMP worker costs more than it saves), at most one per sliver or
+ * panel of the split dimension. */
+static int pi_gemm_packed_threads(const pi_gemm_ukernel *u, pi_index m, pi_index n, pi_index k)
+{
+    int nt = pi_num_threads < 1 ? 1 : pi_num_threads;
+    if (2.0 * (double)m * (double)n * (double)k < PI_GEMM_PACKED_MIN_FLOPS)
+        return 1;
+    pi_index units = pi_gemm_packed_split_n(u, m, n, nt) ? (n + u->nr - 1) / u->nr
+                                                         : (m + u->mr - 1) / u->mr;
+    return units < nt ? (int)(units > 0 ? units : 1) : nt;
+}
+
+PI_EXPORT pi_index pi_gemm_packed_b_bytes(int elem_size, pi_index m, pi_index k, pi_index n)
+{
+    const pi_gemm_ukernel *u = pi_gemm_select_packed(elem_size, m);
+    if (!u || k < 0 || n < 0)
+        return 0;
+    return PI_GEMM_PACKED_HDR_BYTES + round64((n + u->nr - 1) / u->nr * u->nr * k * elem_size);
+}
+
+PI_EXPORT int pi_gemm_packed_b_ukernel(const void *packed)
+{
+    const pi_gemm_packed_hdr *h = (const pi_gemm_packed_hdr *)packed;
+    return h && h->magic == PI_GEMM_PACKED_MAGIC ? h->ukernel : -1;
+}
+
+PI_EXPORT pi_index pi_gemm_packed_workspace_bytes(const void *packed, pi_index m)
+{
+    const pi_gemm_packed_hdr *h = (const pi_gemm_packed_hdr *)packed;
+    const pi_gemm_ukernel *u;
+    if (!h || h->magic != PI_GEMM_PACKED_MAGIC || !(u = pi_gemm_packed_ukernel(h)) || m <= 0)
+        return 0;
+    return pi_gemm_packed_threads(u, m, h->n, h->k) * pi_gemm_packed_slot_bytes(u, m, h->k);
+}
+
 #define GD_T float
 #define GD_SFX f32
 #define GD_ALPHA alpha_f
@@ -176,4 +279,36 @@ PI_EXPORT int pi_f64_gemm(pi_index batch, pi_index m, pi_index n, pi_index k, do
 {
     return gemm_f64(batch, m, n, k, alpha, a, a_bs, a_rs, a_cs, b, b_bs, b_rs, b_cs, bias,
                     r, r_bs, r_rs, r_cs, activation, c, c_bs, c_rs, c_cs, ws, ws_bytes);
+}
+
+PI_EXPORT int pi_f32_gemm_pack_b(pi_index m, pi_index k, pi_index n, const float *b,
+                                 pi_index b_rs, pi_index b_cs, void *packed, pi_index packed_bytes)
+{
+    return pack_b_f32(m, k, n, b, b_rs, b_cs, packed, packed_bytes);
+}
+
+PI_EXPORT int pi_f64_gemm_pack_b(pi_index m, pi_index k, pi_index n, const double *b,
+                                 pi_index b_rs, pi_index b_cs, void *packed, pi_index packed_bytes)
+{
+    return pack_b_f64(m, k, n, b, b_rs, b_cs, packed, packed_bytes);
+}
+
+PI_EXPORT int pi_f32_gemm_packed(pi_index m, float alpha, const float *a, pi_index a_rs,
+                                 pi_index a_cs, const void *packed_b, const float *bias,
+                                 const float *r, pi_index r_rs, pi_index r_cs, int activation,
+                                 float *c, pi_index c_rs, pi_index c_cs,
+                                 void *ws, pi_index ws_bytes)
+{
+    return gemm_packed_f32(m, alpha, a, a_rs, a_cs, packed_b, bias, r, r_rs, r_cs, activation,
+                           c, c_rs, c_cs, ws, ws_bytes);
+}
+
+PI_EXPORT int pi_f64_gemm_packed(pi_index m, double alpha, const double *a, pi_index a_rs,
+                                 pi_index a_cs, const void *packed_b, const double *bias,
+                                 const double *r, pi_index r_rs, pi_index r_cs, int activation,
+                                 double *c, pi_index c_rs, pi_index c_cs,
+                                 void *ws, pi_index ws_bytes)
+{
+    return gemm_packed_f64(m, alpha, a, a_rs, a_cs, packed_b, bias, r, r_rs, r_cs, activation,
+                           c, c_rs, c_cs, ws, ws_bytes);
 }

@@ -105,12 +105,69 @@ int pi_f64_gemm(pi_index batch, pi_index m, pi_index n, pi_index k, double alpha
                 double *c, pi_index c_bs, pi_index c_rs, pi_index c_cs,
                 void *ws, pi_index ws_bytes);
 
+/* Pre-packed B (weights that stay fixed across calls): pack once, then each
+ * call packs only A and its threads share nothing (no barrier).
+ * pi_<dtype>_gemm_pack_b lays B (k x n, any byte strides) out for the
+ * micro-kernel that suits calls of about m rows (the shape is recorded in
+ * the packed buffer, of pi_gemm_packed_b_bytes(elem_size, m, k, n) bytes,
+ * 64-byte aligned).  pi_<dtype>_gemm_packed computes, for any m,
+ *   C = act(alpha * A @ B + bias + R)
+ * with A m x k, C and R m x n (byte strides; R may be broadcast, NULL for
+ * none), bias n contiguous values or NULL, and a workspace of
+ * pi_gemm_packed_workspace_bytes(packed_b, m) bytes (64-byte aligned).  It
+ * returns PI_ERR_UNSUPPORTED for a B packed on an ISA not in force now
+ * (repack it).  pi_gemm_packed_b_ukernel: the micro-kernel list index the
+ * packing is for, -1 if the buffer is not a packed B. */
+pi_index pi_gemm_packed_b_bytes(int elem_size, pi_index m, pi_index k, pi_index n);
+int pi_gemm_packed_b_ukernel(const void *packed_b);
+pi_index pi_gemm_packed_workspace_bytes(const void *packed_b, pi_index m);
+int pi_f32_gemm_pack_b(pi_index m, pi_index k, pi_index n, const float *b,
+                       pi_index b_rs, pi_index b_cs, void *packed, pi_index packed_bytes);
+int pi_f64_gemm_pack_b(pi_index m, pi_index k, pi_index n, const double *b,
+                       pi_index b_rs, pi_index b_cs, void *packed, pi_index packed_bytes);
+int pi_f32_gemm_packed(pi_index m, float alpha, const float *a, pi_index a_rs, pi_index a_cs,
+                       const void *packed_b, const float *bias,
+                       const float *r, pi_index r_rs, pi_index r_cs, int activation,
+                       float *c, pi_index c_rs, pi_index c_cs, void *ws, pi_index ws_bytes);
+int pi_f64_gemm_packed(pi_index m, double alpha, const double *a, pi_index a_rs, pi_index a_cs,
+                       const void *packed_b, const double *bias,
+                       const double *r, pi_index r_rs, pi_index r_cs, int activation,
+                       double *c, pi_index c_rs, pi_index c_cs, void *ws, pi_index ws_bytes);
+
 /* ---- softmax over the middle axis of an (outer, n, inner) C-contiguous
  * array; log != 0 gives log_softmax.  y may equal x (in place). ----------- */
 int pi_f32_softmax(pi_index outer, pi_index n, pi_index inner,
                    const float *x, float *y, int log);
 int pi_f64_softmax(pi_index outer, pi_index n, pi_index inner,
                    const double *x, double *y, int log);
+
+/* ---- attention (csrc/pi_attention.c) ---------------------------------------
+ * For every (b, h) < (nb, nh):  out = softmax(q k^T * scale + mask) v, the
+ * softmax over the sk keys, with q sq x d, k sk x d, v sk x dv, mask sq x sk
+ * (additive; NULL for none) and out sq x dv.  Element (i, j) of X at (b, h) is
+ * at (char *)x + b*s[0] + h*s[1] + i*s[2] + j*s[3], s = x_strides: any byte
+ * strides that are whole elements, zero (broadcast) allowed except for out;
+ * out must not overlap an input.  sk >= 1.  A row whose scores are all -inf
+ * comes out NaN, as in the formula exp(s - max) / sum.  ws: workspace of at
+ * least pi_attention_workspace_bytes(sizeof(T), sq, sk, d, dv, threads)
+ * bytes, 64-byte aligned; the kernel uses at most as many threads as it has
+ * room for (PI_ERR_WORKSPACE below one). */
+pi_index pi_attention_workspace_bytes(int elem_size, pi_index sq, pi_index sk, pi_index d,
+                                      pi_index dv, int threads);
+int pi_f32_attention(pi_index nb, pi_index nh, pi_index sq, pi_index sk, pi_index d,
+                     pi_index dv, float scale,
+                     const float *q, const pi_index *q_strides,
+                     const float *k, const pi_index *k_strides,
+                     const float *v, const pi_index *v_strides,
+                     const float *mask, const pi_index *mask_strides,
+                     float *out, const pi_index *out_strides, void *ws, pi_index ws_bytes);
+int pi_f64_attention(pi_index nb, pi_index nh, pi_index sq, pi_index sk, pi_index d,
+                     pi_index dv, double scale,
+                     const double *q, const pi_index *q_strides,
+                     const double *k, const pi_index *k_strides,
+                     const double *v, const pi_index *v_strides,
+                     const double *mask, const pi_index *mask_strides,
+                     double *out, const pi_index *out_strides, void *ws, pi_index ws_bytes);
 
 /* ---- normalisation over the last `cols` elements of each of `rows` rows:
  * row i starts at (char *)x + i*x_rs and its cols values are contiguous.
@@ -379,6 +436,35 @@ int pi_f32u8s8_gemm(pi_index m, pi_index n, pi_index k,
                     float out_scale, int out_zero,
                     void *c, pi_index c_rs, pi_index c_cs, float *x_params,
                     void *ws, pi_index ws_bytes);
+/* Int8 convolution (csrc/pi_qconv.c): y = epilogue(conv(x - x_zero, w - w_zero)),
+ * NCHW u8 x (any byte strides x_ns, x_cs, x_hs, x_ws), s32 accumulation (exact
+ * for c/groups*kh*kw <= 32768), the epilogue and out_kind of pi_u8s8_gemm per
+ * output channel (scale: k floats, bias: k floats or NULL), y of any byte
+ * strides y_ns, y_cs, y_hs, y_ws, not overlapping x.  Trailing pads follow from
+ * oh, ow.  ws: at least the matching *_workspace_bytes, computed with the
+ * thread count of the call.
+ * Depthwise-like (groups == c, k a multiple of c): weights w (k x kh x kw,
+ * C-contiguous s8) with zero points w_zero (k; NULL: 0) packed once by
+ * pi_u8s8_dwconv2d_pack into pi_u8s8_dwconv2d_packed_bytes.
+ * Any groups: packed_b[g] is group g's weight packed by pi_u8s8_pack_b as the
+ * (kh*kw*c/groups) x (k/groups) matrix with rows ordered (ky, kx, c) (the
+ * micro-kernel may differ per group); PI_ERR_ARG if its k or n do not match. */
+pi_index pi_u8s8_dwconv2d_packed_bytes(pi_index k, pi_index kh, pi_index kw);
+int pi_u8s8_dwconv2d_pack(pi_index k, pi_index kh, pi_index kw, const signed char *w,
+                          const int *w_zero, void *packed, pi_index packed_bytes);
+pi_index pi_u8s8_dwconv2d_workspace_bytes(const pi_conv2d_shape *s);
+int pi_u8s8_dwconv2d(const pi_conv2d_shape *s, const unsigned char *x, pi_index x_ns,
+                     pi_index x_cs, pi_index x_hs, pi_index x_ws, int x_zero,
+                     const void *packed_w, int out_kind, const float *scale, const float *bias,
+                     int activation, float out_scale, int out_zero, void *y, pi_index y_ns,
+                     pi_index y_cs, pi_index y_hs, pi_index y_ws, void *ws, pi_index ws_bytes);
+pi_index pi_u8s8_conv2d_workspace_bytes(const pi_conv2d_shape *s, const void *const *packed_b);
+int pi_u8s8_conv2d(const pi_conv2d_shape *s, const unsigned char *x, pi_index x_ns,
+                   pi_index x_cs, pi_index x_hs, pi_index x_ws, int x_zero,
+                   const void *const *packed_b, int out_kind, const float *scale,
+                   const float *bias, int activation, float out_scale, int out_zero, void *y,
+                   pi_index y_ns, pi_index y_cs, pi_index y_hs, pi_index y_ws, void *ws,
+                   pi_index ws_bytes);
 
 /* ---- block-sparse GEMM (csrc/pi_sparse.c) -------------------------------- */
 /* Y (m x n) = act(X (m x k) @ W (k x n) + bias), W block-sparse.  W is cut

@@ -9,6 +9,10 @@ is copied, and an unaligned ``out`` is computed into a temporary.  The
 workspace is a per-thread buffer grown on demand (``_workspace``), so a call
 allocates nothing but what those fixes need.
 
+Weights that stay fixed (a plan's constant B) are packed once into a
+``PackedB`` (``pack_b``) and multiplied by ``gemm_packed``: the call then packs
+only A and its threads share nothing, so no barrier runs inside it.
+
 ``ukernels()`` lists the micro-kernels (csrc/pi_gemm_ukernels.h) with their
 register tiles and cache blocking, for tests and tuning.
 """
@@ -166,3 +170,76 @@ def matmul(a, b, *, out):
     batch, m, k = a.shape
     _call(batch, m, b.shape[2], k, 1.0, a, a.strides[0], b, b.strides[0], None, None, 0, out,
           out.strides[0], "matmul")
+
+
+class PackedB:
+    """B (K, N) float32/float64 laid out once for ``gemm_packed`` (the
+    micro-kernel's NR-column slivers over all of K), for calls of about ``m``
+    rows (any m works; m picks the register tile).  Keeps B itself, to pack
+    it again if the ISA in force changes (tests lower it)."""
+
+    __slots__ = ("b", "m", "dtype", "_buf", "ptr")
+
+    def __init__(self, b: np.ndarray, m: int):
+        if b.ndim != 2 or b.dtype not in (_F32, _F64):
+            raise ValueError(f"pack_b: B must be a 2-d float32/float64 array, got "
+                             f"{b.dtype} {b.shape}")
+        self.b = _fit(b)
+        self.m = int(m)
+        self.dtype = b.dtype
+        self._pack()
+
+    @property
+    def shape(self) -> tuple:
+        return self.b.shape
+
+    def _pack(self) -> None:
+        b, f32 = self.b, self.b.dtype == _F32
+        k, n = b.shape
+        nbytes = lib.pi_gemm_packed_b_bytes(b.itemsize, self.m, k, n)
+        buf = np.empty(nbytes + 64, np.uint8)
+        ptr = ffi.cast("void *", buf.ctypes.data + (-buf.ctypes.data) % 64)
+        pack = lib.pi_f32_gemm_pack_b if f32 else lib.pi_f64_gemm_pack_b
+        check(pack(self.m, k, n, _ptr(b, f32), b.strides[0], b.strides[1], ptr, nbytes),
+              "pack_b")
+        self._buf, self.ptr = buf, ptr
+
+    @property
+    def ukernel(self) -> str:
+        """The name of the micro-kernel the slivers are laid out for."""
+        return ukernels()[lib.pi_gemm_packed_b_ukernel(self.ptr)].name
+
+
+def pack_b(b: np.ndarray, m: int) -> PackedB:
+    """B (K, N) packed for ``gemm_packed`` calls of about m rows."""
+    return PackedB(b, m)
+
+
+def gemm_packed(a, b: PackedB, bias, residual, *, alpha, activation, out):
+    """out (M, N) = act(alpha * a (M, K) @ b + bias (N,) + residual (M, N)) with b
+    packed by ``pack_b``; the plan's form of ``gemm`` for constant weights.
+    Trusts its caller (the plan checked shapes and dtypes when it chose the c
+    gemm): a and residual any strides, bias contiguous or None."""
+    f32 = out.dtype == _F32
+    fn = lib.pi_f32_gemm_packed if f32 else lib.pi_f64_gemm_packed
+    a, residual = _fit(a), _fit(residual)
+    target = out if out.flags.aligned else np.empty(out.shape, out.dtype)
+    m = a.shape[0]
+    if residual is None:
+        rp, sr = ffi.NULL, (0, 0)
+    else:
+        rp, sr = _ptr(residual, f32), residual.strides
+    bp = ffi.NULL if bias is None else _ptr(bias, f32)
+    act = ACTIVATION_CODES[activation]
+    for _ in range(2):
+        ws, ws_size = _workspace(lib.pi_gemm_packed_workspace_bytes(b.ptr, m))
+        status = fn(m, alpha, _ptr(a, f32), a.strides[0], a.strides[1], b.ptr, bp,
+                    rp, sr[0], sr[1], act, _ptr(target, f32), target.strides[0],
+                    target.strides[1], ws, ws_size)
+        if status != lib.PI_ERR_UNSUPPORTED:
+            break
+        b._pack()  # packed for an ISA no longer in force
+    if status:
+        check(status, "gemm")
+    if target is not out:
+        np.copyto(out, target)

@@ -259,7 +259,7 @@ def lower(node: Node, backend: Optional[str], sample: Callable[[Value], Any], no
         return Step(node, _host_concat, list(node.inputs), {"axis": at["axis"]}, "numpy",
                     "numpy.concatenate")
     if op is Op.ATTENTION:
-        return _lower_attention(node, backend)
+        return _lower_attention(node, backend, sample, notes)
     if op in (Op.FUSED_ELEMENTWISE, Op.FUSED_REDUCTION):
         if fused_compiler is None:
             raise UnsupportedError(f"node '{node.name}': no compiler for fused kernels")
@@ -298,8 +298,9 @@ def _lower_linear(node, registry_step, const_as):
         if a.ndim == 2 and b.ndim == 2:
             m, k = a.shape
             n = b.shape[1]
-            return registry_step("gemm", [const_as(a), const_as(b), None, None],
-                                 {"alpha": 1.0, "activation": None}, flops=2 * m * n * k)
+            return _prepack(registry_step("gemm", [const_as(a), const_as(b), None, None],
+                                          {"alpha": 1.0, "activation": None},
+                                          flops=2 * m * n * k), m)
         from ..ops import matmul as eager_matmul
         kdim = a.shape[-1]
         return Step(node, eager_matmul, [const_as(a), const_as(b)], {}, "auto",
@@ -330,9 +331,39 @@ def _lower_linear(node, registry_step, const_as):
         res_arg = np.broadcast_to(res.data.astype(dt), (m, n)) if res.is_constant else \
             (res if res.shape == (m, n) else _BroadcastRef(res, (m, n)))
     kdim = node.inputs[0].shape[0 if at.get("trans_a") else 1]
-    return registry_step("gemm", [a, b, bias_arg, res_arg],
-                         {"alpha": float(at.get("alpha", 1.0)), "activation": at.get("activation")},
-                         flops=2 * m * n * kdim)
+    return _prepack(registry_step("gemm", [a, b, bias_arg, res_arg],
+                                  {"alpha": float(at.get("alpha", 1.0)),
+                                   "activation": at.get("activation")},
+                                  flops=2 * m * n * kdim), m)
+
+
+def _constant_data(arg) -> Optional[np.ndarray]:
+    """The plan-time array of a constant argument (a constant value, an array
+    cast at plan time, or the transpose of either), else None."""
+    if isinstance(arg, _TransposedRef):
+        inner = _constant_data(arg.value)
+        return None if inner is None else inner.T
+    if isinstance(arg, np.ndarray):
+        return arg
+    if isinstance(arg, Value) and arg.is_constant:
+        return arg.data
+    return None
+
+
+def _prepack(step: Step, m: int) -> Step:
+    """A c gemm step whose B is a constant: pack B once, now, and run the
+    packed-B kernel, which then packs only A per run and splits the work
+    across threads without a barrier."""
+    if step.backend != "c":
+        return step
+    b = _constant_data(step.args[1])
+    if b is None or b.ndim != 2 or b.dtype != step.node.outputs[0].dtype:
+        return step
+    from ..backends import c_gemm
+    step.fn = c_gemm.gemm_packed
+    step.args[1] = c_gemm.pack_b(b, m)
+    step.kernel = "c.gemm[packed B]"
+    return step
 
 
 @dataclass(frozen=True, eq=False)
@@ -356,17 +387,50 @@ class _BroadcastRef:
 DERIVED_REFS = (_TransposedRef, _BroadcastRef)
 
 
-def _lower_attention(node, backend):
-    """softmax(q @ k^T * scale + mask) @ v through the eager ops, each choosing
-    its own backend; the scores live in an arena scratch slot, so ``run``
-    allocates nothing.  A single fused attention kernel is future work."""
+def _lower_attention(node, backend, sample, notes):
+    """One call of the fused C kernel (``c.attention``), its sizes and strides
+    prepared here: q, k, v are read through their strides (transposed views of
+    the projections cost nothing) and the mask broadcast by zero strides.
+    What it cannot run (inputs of another dtype than the result, batch dims
+    that do not merge into two strided axes, another backend asked for) runs
+    the eager ops, each choosing its own backend, with the scores in an arena
+    scratch slot, so that ``run`` allocates nothing either way."""
     from .. import ops as eager
-    scale = float(node.attrs.get("scale", 1.0 / np.sqrt(node.inputs[0].shape[-1])))
+    q_v, k_v, v_v = node.inputs[:3]
+    mask_v = node.inputs[3] if len(node.inputs) > 3 else None
+    scale = float(node.attrs.get("scale", 1.0 / np.sqrt(q_v.shape[-1])))
     out_v = node.outputs[0]
-    q_v, k_v = node.inputs[:2]
-    scores_shape = np.broadcast_shapes(q_v.shape[:-2], k_v.shape[:-2]) + \
-        (q_v.shape[-2], k_v.shape[-2])
-    scores = Value(f"{node.name}.scores", tuple(scores_shape), out_v.dtype)
+    dt = out_v.dtype
+    sq, sk, dv = q_v.shape[-2], k_v.shape[-2], v_v.shape[-1]
+    batch = tuple(out_v.shape[:-2])
+    flops = 2 * int(np.prod(batch, dtype=np.int64)) * sq * sk * (q_v.shape[-1] + dv)
+
+    fused = registry.kernels("attention").get("c")
+    if fused is not None and backend in (None, "auto", "c"):
+        def operand(v, shape):
+            if v is None:
+                return None
+            if v.is_constant and v.data.dtype != dt and v.data.dtype.kind == "f":
+                v = Value(v.name, v.shape, dt, data=np.ascontiguousarray(v.data.astype(dt)))
+            return v if tuple(v.shape) == shape else _BroadcastRef(v, shape)
+
+        args = [operand(q_v, batch + tuple(q_v.shape[-2:])),
+                operand(k_v, batch + tuple(k_v.shape[-2:])),
+                operand(v_v, batch + tuple(v_v.shape[-2:])),
+                operand(mask_v, batch + (sq, sk))]
+        from ..backends.c_attention import Attention
+        try:
+            samples = [None if a is None else sample(a) for a in args]
+            call = Attention.plan(*samples, sample(out_v), scale)
+        except ValueError as e:   # operands that do not broadcast to the batch
+            call = str(e)
+        if not isinstance(call, str):
+            return Step(node, call, [a for a in args if a is not None], {}, "c",
+                        "c.attention", flops=flops)
+        notes.append(((node.name,), f"c.attention not used: {call}; ran matmul, softmax, "
+                                    f"matmul"))
+
+    scores = Value(f"{node.name}.scores", batch + (sq, sk), dt)
 
     def attention(q, k, v, mask=None, *, out, scratch):
         (s,) = scratch
@@ -377,10 +441,6 @@ def _lower_attention(node, backend):
         eager.softmax(s, axis=-1, out=s)
         eager.matmul(s, v, out=out)
 
-    q, k, v = node.inputs[:3]
-    mask = node.inputs[3] if len(node.inputs) > 3 else None
-    args = [q, k, v] + ([mask] if mask is not None else [])
-    sq, sk, dv = q.shape[-2], k.shape[-2], v.shape[-1]
-    batch = int(np.prod(node.outputs[0].shape[:-2], dtype=np.int64))
+    args = [q_v, k_v, v_v] + ([mask_v] if mask_v is not None else [])
     return Step(node, attention, args, {}, "auto", "attention(matmul,softmax,matmul)",
-                flops=2 * batch * sq * sk * (q.shape[-1] + dv), scratch=(scores,))
+                flops=flops, scratch=(scores,))
