@@ -141,34 +141,6 @@ int pi_f32_softmax(pi_index outer, pi_index n, pi_index inner,
 int pi_f64_softmax(pi_index outer, pi_index n, pi_index inner,
                    const double *x, double *y, int log);
 
-/* ---- attention (csrc/pi_attention.c) ---------------------------------------
- * For every (b, h) < (nb, nh):  out = softmax(q k^T * scale + mask) v, the
- * softmax over the sk keys, with q sq x d, k sk x d, v sk x dv, mask sq x sk
- * (additive; NULL for none) and out sq x dv.  Element (i, j) of X at (b, h) is
- * at (char *)x + b*s[0] + h*s[1] + i*s[2] + j*s[3], s = x_strides: any byte
- * strides that are whole elements, zero (broadcast) allowed except for out;
- * out must not overlap an input.  sk >= 1.  A row whose scores are all -inf
- * comes out NaN, as in the formula exp(s - max) / sum.  ws: workspace of at
- * least pi_attention_workspace_bytes(sizeof(T), sq, sk, d, dv, threads)
- * bytes, 64-byte aligned; the kernel uses at most as many threads as it has
- * room for (PI_ERR_WORKSPACE below one). */
-pi_index pi_attention_workspace_bytes(int elem_size, pi_index sq, pi_index sk, pi_index d,
-                                      pi_index dv, int threads);
-int pi_f32_attention(pi_index nb, pi_index nh, pi_index sq, pi_index sk, pi_index d,
-                     pi_index dv, float scale,
-                     const float *q, const pi_index *q_strides,
-                     const float *k, const pi_index *k_strides,
-                     const float *v, const pi_index *v_strides,
-                     const float *mask, const pi_index *mask_strides,
-                     float *out, const pi_index *out_strides, void *ws, pi_index ws_bytes);
-int pi_f64_attention(pi_index nb, pi_index nh, pi_index sq, pi_index sk, pi_index d,
-                     pi_index dv, double scale,
-                     const double *q, const pi_index *q_strides,
-                     const double *k, const pi_index *k_strides,
-                     const double *v, const pi_index *v_strides,
-                     const double *mask, const pi_index *mask_strides,
-                     double *out, const pi_index *out_strides, void *ws, pi_index ws_bytes);
-
 /* ---- normalisation over the last `cols` elements of each of `rows` rows:
  * row i starts at (char *)x + i*x_rs and its cols values are contiguous.
  * layer_norm: y = (x - mean) / sqrt(var + eps) * w + b   (w, b: cols values or NULL)
@@ -436,35 +408,6 @@ int pi_f32u8s8_gemm(pi_index m, pi_index n, pi_index k,
                     float out_scale, int out_zero,
                     void *c, pi_index c_rs, pi_index c_cs, float *x_params,
                     void *ws, pi_index ws_bytes);
-/* Int8 convolution (csrc/pi_qconv.c): y = epilogue(conv(x - x_zero, w - w_zero)),
- * NCHW u8 x (any byte strides x_ns, x_cs, x_hs, x_ws), s32 accumulation (exact
- * for c/groups*kh*kw <= 32768), the epilogue and out_kind of pi_u8s8_gemm per
- * output channel (scale: k floats, bias: k floats or NULL), y of any byte
- * strides y_ns, y_cs, y_hs, y_ws, not overlapping x.  Trailing pads follow from
- * oh, ow.  ws: at least the matching *_workspace_bytes, computed with the
- * thread count of the call.
- * Depthwise-like (groups == c, k a multiple of c): weights w (k x kh x kw,
- * C-contiguous s8) with zero points w_zero (k; NULL: 0) packed once by
- * pi_u8s8_dwconv2d_pack into pi_u8s8_dwconv2d_packed_bytes.
- * Any groups: packed_b[g] is group g's weight packed by pi_u8s8_pack_b as the
- * (kh*kw*c/groups) x (k/groups) matrix with rows ordered (ky, kx, c) (the
- * micro-kernel may differ per group); PI_ERR_ARG if its k or n do not match. */
-pi_index pi_u8s8_dwconv2d_packed_bytes(pi_index k, pi_index kh, pi_index kw);
-int pi_u8s8_dwconv2d_pack(pi_index k, pi_index kh, pi_index kw, const signed char *w,
-                          const int *w_zero, void *packed, pi_index packed_bytes);
-pi_index pi_u8s8_dwconv2d_workspace_bytes(const pi_conv2d_shape *s);
-int pi_u8s8_dwconv2d(const pi_conv2d_shape *s, const unsigned char *x, pi_index x_ns,
-                     pi_index x_cs, pi_index x_hs, pi_index x_ws, int x_zero,
-                     const void *packed_w, int out_kind, const float *scale, const float *bias,
-                     int activation, float out_scale, int out_zero, void *y, pi_index y_ns,
-                     pi_index y_cs, pi_index y_hs, pi_index y_ws, void *ws, pi_index ws_bytes);
-pi_index pi_u8s8_conv2d_workspace_bytes(const pi_conv2d_shape *s, const void *const *packed_b);
-int pi_u8s8_conv2d(const pi_conv2d_shape *s, const unsigned char *x, pi_index x_ns,
-                   pi_index x_cs, pi_index x_hs, pi_index x_ws, int x_zero,
-                   const void *const *packed_b, int out_kind, const float *scale,
-                   const float *bias, int activation, float out_scale, int out_zero, void *y,
-                   pi_index y_ns, pi_index y_cs, pi_index y_hs, pi_index y_ws, void *ws,
-                   pi_index ws_bytes);
 
 /* ---- block-sparse GEMM (csrc/pi_sparse.c) -------------------------------- */
 /* Y (m x n) = act(X (m x k) @ W (k x n) + bias), W block-sparse.  W is cut
