@@ -141,6 +141,34 @@ int pi_f32_softmax(pi_index outer, pi_index n, pi_index inner,
 int pi_f64_softmax(pi_index outer, pi_index n, pi_index inner,
                    const double *x, double *y, int log);
 
+/* ---- attention (csrc/pi_attention.c) ---------------------------------------
+ * For every (b, h) < (nb, nh):  out = softmax(q k^T * scale + mask) v, the
+ * softmax over the sk keys, with q sq x d, k sk x d, v sk x dv, mask sq x sk
+ * (additive; NULL for none) and out sq x dv.  Element (i, j) of X at (b, h) is
+ * at (char *)x + b*s[0] + h*s[1] + i*s[2] + j*s[3], s = x_strides: any byte
+ * strides that are whole elements, zero (broadcast) allowed except for out;
+ * out must not overlap an input.  sk >= 1.  A row whose scores are all -inf
+ * comes out NaN, as in the formula exp(s - max) / sum.  ws: workspace of at
+ * least pi_attention_workspace_bytes(sizeof(T), sq, sk, d, dv, threads)
+ * bytes, 64-byte aligned; the kernel uses at most as many threads as it has
+ * room for (PI_ERR_WORKSPACE below one). */
+pi_index pi_attention_workspace_bytes(int elem_size, pi_index sq, pi_index sk, pi_index d,
+                                      pi_index dv, int threads);
+int pi_f32_attention(pi_index nb, pi_index nh, pi_index sq, pi_index sk, pi_index d,
+                     pi_index dv, float scale,
+                     const float *q, const pi_index *q_strides,
+                     const float *k, const pi_index *k_strides,
+                     const float *v, const pi_index *v_strides,
+                     const float *mask, const pi_index *mask_strides,
+                     float *out, const pi_index *out_strides, void *ws, pi_index ws_bytes);
+int pi_f64_attention(pi_index nb, pi_index nh, pi_index sq, pi_index sk, pi_index d,
+                     pi_index dv, double scale,
+                     const double *q, const pi_index *q_strides,
+                     const double *k, const pi_index *k_strides,
+                     const double *v, const pi_index *v_strides,
+                     const double *mask, const pi_index *mask_strides,
+                     double *out, const pi_index *out_strides, void *ws, pi_index ws_bytes);
+
 /* ---- normalisation over the last `cols` elements of each of `rows` rows:
  * row i starts at (char *)x + i*x_rs and its cols values are contiguous.
  * layer_norm: y = (x - mean) / sqrt(var + eps) * w + b   (w, b: cols values or NULL)
