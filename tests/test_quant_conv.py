@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import pyinfer
 from pyinfer import compress
@@ -216,6 +217,74 @@ def test_one_conv_equals_independent_numpy_and_is_within_the_rounding_bound(case
         (scale / 2 if mode == "static" else 0)
     slack = 1e-5 * (np.abs(fp32) + 1)   # float32 rounding of the two paths (relu is 1-Lipschitz)
     assert np.all(np.abs(got - fp32) <= bound + slack)
+
+
+@st.composite
+def _geometries(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3, "depthwise"]))
+    cg, kg = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    if groups == "depthwise":
+        groups, cg, kg = draw(st.sampled_from([2, 3, 7])), 1, 1
+    kh, kw = draw(st.sampled_from([(1, 1), (3, 3), (2, 3), (5, 1)]))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), 1)
+    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    h = draw(st.integers(max(1, (kh - 1) * dilation[0] + 1 - pads[0] - pads[2]), 11))
+    w = draw(st.integers(max(1, kw - pads[1] - pads[3]), 11))
+    return dict(n=draw(st.sampled_from([1, 2, 3])), c=cg * groups, k=kg * groups, h=h, w=w,
+                kh=kh, kw=kw, group=groups, stride=stride, dilation=dilation, pads=pads,
+                act=draw(st.sampled_from([None, "relu", "clip", "sigmoid"])),
+                residual=draw(st.booleans()), bias=draw(st.booleans()))
+
+
+@settings(deadline=None, max_examples=25)
+@given(geo=_geometries(), mode=st.sampled_from(["dynamic", "static"]),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**31))
+def test_random_conv_quantized_plan_equals_its_reference(geo, mode, dtype, seed):
+    """Random geometries (size 1, primes, strides, dilation, asymmetric pads,
+    groups, depthwise), epilogues (bias, residual, relu / clip / sigmoid),
+    float32 and float64 models: the plan (C kernels) equals the NumPy
+    evaluation of the quantized graph; poisoned output; a non-contiguous input."""
+    rng = np.random.default_rng(seed)
+    g = pyinfer.Graph("rand")
+    xshape = (geo["n"], geo["c"], geo["h"], geo["w"])
+    xv = g.input("x", xshape, dtype)
+    w = rng.standard_normal((geo["k"], geo["c"] // geo["group"], geo["kh"], geo["kw"]))
+    at = {"strides": geo["stride"], "pads": geo["pads"], "dilations": geo["dilation"],
+          "group": geo["group"]}
+    ins = [xv, g.constant(w.astype(dtype)),
+           g.constant(rng.standard_normal(geo["k"]).astype(dtype)) if geo["bias"] else None]
+    y = g.add(Op.CONV, ins, at, name="conv")
+    if geo["residual"]:
+        r = g.input("r", tuple(y.shape), dtype)
+        y = g.add(Op.ADD, [y, r])
+    if geo["act"] == "clip":
+        y = g.add(Op.MINIMUM, [g.add(Op.MAXIMUM, [y, g.constant(np.asarray(-0.5, dtype))]),
+                               g.constant(np.asarray(1.5, dtype))])
+    elif geo["act"] is not None:
+        y = g.add(Op.RELU if geo["act"] == "relu" else Op.SIGMOID, [y])
+    g.output(y, "y")
+    feed = {"x": rng.standard_normal(xshape[:3] + (2 * xshape[3],)).astype(dtype)[..., ::2]}
+    if geo["residual"]:
+        feed["r"] = rng.standard_normal(tuple(y.shape)).astype(dtype)
+    q = compress.quantize_dynamic(g, nodes=["conv"]) if mode == "dynamic" else \
+        compress.quantize_static(g, [feed], nodes=["conv"])
+    assert sum(n.op is Op.QCONV for n in q.nodes) == 1
+    out = np.full(tuple(y.shape), np.nan, dtype)
+    (got,) = pyinfer.Interpreter(q).run(feed, outputs=[out])
+    (want,) = evaluate(q, {k: np.ascontiguousarray(v) for k, v in feed.items()})
+    assert got.dtype == dtype
+    if geo["act"] == "sigmoid":   # the C epilogue's float32 sigmoid: within 2 ulp of NumPy's
+        np.testing.assert_allclose(got, want, rtol=2.5e-7, atol=0)
+    else:                         # the int path, then exact float32 arithmetic
+        np.testing.assert_array_equal(got, want)
+    # exported as QDQ and imported again, qdq_conv makes the same QCONV: bit-exact
+    from pyinfer.export import to_onnx
+    back = pyinfer.load(to_onnx(q).SerializeToString())
+    it_back = pyinfer.Interpreter(back)
+    assert sum("qconv2d" in step.kernel for step in it_back.plan.steps) == 1, it_back.explain()
+    (again,) = it_back.run(feed)
+    np.testing.assert_array_equal(again, got)
 
 
 def test_auto_mode_keeps_tiny_convs_float_and_says_why():

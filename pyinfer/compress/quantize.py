@@ -414,7 +414,13 @@ def _quantized_input(graph: Graph, x: Value, mode: str, params, cache: dict, anc
         s, z = params
         sv = graph.constant(np.float32(s), name=f"{x.name}_scale")
         zv = graph.constant(np.uint8(z), name=f"{x.name}_zero")
-        q = place(graph, make_node(graph, Op.QUANTIZE_LINEAR, [x, sv, zv], {"axis": 1},
+        xf = x
+        if x.dtype != np.float32:
+            # QuantizeLinear rounds to float32 first anyway; the C quantize
+            # kernel reads float32 only (its supports() does not say so)
+            xf = place(graph, make_node(graph, Op.CAST, [x], {"dtype": np.dtype(np.float32)}),
+                       anchor).outputs[0]
+        q = place(graph, make_node(graph, Op.QUANTIZE_LINEAR, [xf, sv, zv], {"axis": 1},
                                    name=f"{x.name}_quantize"), anchor)
         got = (q.outputs[0], sv, zv)
     cache[key] = got
