@@ -295,6 +295,175 @@ def test_supports_and_registration():
     assert registry.kernels("matmul")["c"].fn is c_gemm.matmul
 
 
+# ---- pre-packed B (pack_b + gemm_packed: the plan's path for constant weights) ----
+
+def run_packed(a, b, bias=None, residual=None, alpha=1.0, act=None, out=None, m_hint=None):
+    m, n = a.shape[0], b.shape[1]
+    if out is None:
+        out = np.full((m, n), np.nan, a.dtype)
+    pb = c_gemm.pack_b(b, m if m_hint is None else m_hint)
+    c_gemm.gemm_packed(a, pb, bias, residual, alpha=alpha, activation=act, out=out)
+    return out
+
+
+def packed_kernels(isa: int, dtype) -> list[c_gemm.UKernel]:
+    """Every kernel pack_b may lay B out for on `isa` (the best ISA not above it)."""
+    best = ukernel(isa, dtype).isa
+    return [u for u in UKERNELS if u.dtype == np.dtype(dtype) and u.isa == best]
+
+
+@pytest.fixture(params=[1, 2], ids=lambda t: f"threads{t}")
+def threads(request):
+    import pyinfer
+    before = pyinfer.get_num_threads()
+    pyinfer.set_num_threads(request.param)
+    yield request.param
+    pyinfer.set_num_threads(before)
+
+
+def test_packed_tile_edges(isa, dtype, threads):
+    """Sizes at the tile edges of every kernel a packing may pick (m picks it:
+    1 the row kernel, 2..16 the fewest sliver passes, else the default), and
+    calls with another m than the packing was made for."""
+    rng = np.random.default_rng(11)
+    for u in packed_kernels(isa, dtype):
+        for m in edges(u.mr):
+            for n in edges(u.nr):
+                for k in (1, 7, u.kc + 1):
+                    a, b = rand(rng, (m, k), dtype), rand(rng, (k, n), dtype)
+                    bias = rand(rng, (n,), dtype)
+                    check(a, b, run_packed(a, b))
+                    check(a, b, run_packed(a, b, bias, None, 0.5, "gelu", m_hint=1),
+                          bias=bias, alpha=0.5, act="gelu")
+                    check(a, b, run_packed(a, b, m_hint=u.mr * 20 + 3))
+
+
+def test_packed_picks_kernel_by_m(isa, dtype):
+    rng = np.random.default_rng(12)
+    b = rand(rng, (9, 40), dtype)
+    assert c_gemm.pack_b(b, 1).ukernel == ukernel(isa, dtype, m=1).name
+    assert c_gemm.pack_b(b, 500).ukernel == ukernel(isa, dtype).name
+
+
+def test_packed_threads_split_n_and_m(dtype, threads):
+    """Shapes above the threading threshold: wide (split N), tall (split M),
+    uneven splits, and C blocks of several MC x KC."""
+    rng = np.random.default_rng(13)
+    u = ukernel(_native.isas_available()[-1], dtype)
+    for m, n, k in [(3, 301, 700), (16, 1000, 64), (2 * u.mc + 7, 17, 300), (401, 2, 777),
+                    (u.mc + 1, 3 * u.nr + 5, 2 * u.kc + 3), (129, 385, 383)]:
+        a, b = rand(rng, (m, k), dtype), rand(rng, (k, n), dtype)
+        bias, r = rand(rng, (n,), dtype), rand(rng, (m, n), dtype)
+        check(a, b, run_packed(a, b, bias, r, -1.0, "silu"), bias=bias, residual=r, alpha=-1.0,
+              act="silu")
+
+
+def test_packed_layouts(isa, dtype):
+    """B packed from any layout; A, R and out of any layout (strided,
+    transposed, negative, broadcast, unaligned)."""
+    rng = np.random.default_rng(14)
+    u = ukernel(isa, dtype)
+    m, n, k = 2 * u.mr + 3, 2 * u.nr + 5, 37
+    for an, a in layouts(rng, (m, k), dtype):
+        for bn, b in layouts(rng, (k, n), dtype):
+            check(a, b, run_packed(a, b)), (an, bn)
+    a, b = rand(rng, (m, k), dtype), rand(rng, (k, n), dtype)
+    check(a, np.broadcast_to(b[:1], (k, n)), run_packed(a, np.broadcast_to(b[:1], (k, n))))
+    check(np.broadcast_to(a[:, :1], (m, k)), b, run_packed(np.broadcast_to(a[:, :1], (m, k)), b))
+    r = rand(rng, (m, n), dtype)
+    for rr in (np.broadcast_to(r[:1], (m, n)), np.broadcast_to(r[:, :1], (m, n)), r.T.copy().T):
+        check(a, b, run_packed(a, b, None, rr, 2.0, "tanh"), residual=rr, alpha=2.0, act="tanh")
+    big = np.full((m, 2 * n), np.nan, dtype)
+    run_packed(a, b, out=big[:, ::2])
+    check(a, b, big[:, ::2])
+    assert np.isnan(big[:, 1::2]).all()
+    check(a, b, run_packed(a, b, out=np.full((n, m), np.nan, dtype).T))
+    outu = np.zeros(m * n * a.itemsize + 1, np.uint8)[1:].view(dtype).reshape(m, n)
+    outu[...] = np.nan
+    check(a, b, run_packed(a, b, out=outu))
+
+
+def test_packed_k_zero_and_empty(dtype):
+    rng = np.random.default_rng(15)
+    bias, r = rand(rng, (9,), dtype), rand(rng, (4, 9), dtype)
+    a, b = np.empty((4, 0), dtype), np.empty((0, 9), dtype)
+    for act in ACTS:
+        check(a, b, run_packed(a, b, bias, r, 3.0, act), bias=bias, residual=r, alpha=3.0, act=act)
+    assert run_packed(np.empty((0, 5), dtype), rand(rng, (5, 3), dtype)).shape == (0, 3)
+
+
+def test_packed_repacks_after_isa_change(dtype):
+    """A B packed on the best ISA still gives the right answer once a lower
+    ISA is forced (the call sees the stale packing and packs B again)."""
+    rng = np.random.default_rng(16)
+    a, b = rand(rng, (7, 50), dtype), rand(rng, (50, 70), dtype)
+    pb = c_gemm.pack_b(b, 7)
+    for level in ISAS:
+        with _native.force_isa(level):
+            out = np.full((7, 70), np.nan, dtype)
+            c_gemm.gemm_packed(a, pb, None, None, alpha=1.0, activation=None, out=out)
+            check(a, b, out)
+            assert c_gemm.ukernels()[[u.name for u in UKERNELS].index(pb.ukernel)].isa <= level
+
+
+def test_pack_b_rejects_bad_input():
+    with pytest.raises(ValueError, match="pack_b"):
+        c_gemm.pack_b(np.ones((3, 4, 5), np.float32), 2)
+    with pytest.raises(ValueError, match="pack_b"):
+        c_gemm.pack_b(np.ones((3, 4), np.int32), 2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(1, 60), n=st.integers(1, 90), k=st.integers(0, 300),
+       m_hint=st.sampled_from([1, 4, 8, 16, 128]), threads=st.sampled_from([1, 2]),
+       dtype=st.sampled_from(DTYPES), isa=st.sampled_from(ISAS), act=st.sampled_from(ACTS),
+       ta=st.booleans(), tb=st.booleans(), use_bias=st.booleans(), use_r=st.booleans(),
+       alpha=st.sampled_from([1.0, 0.5, -2.0]), seed=st.integers(0, 2 ** 32 - 1))
+def test_packed_random_shapes(m, n, k, m_hint, threads, dtype, isa, act, ta, tb, use_bias,
+                              use_r, alpha, seed):
+    import pyinfer
+    rng = np.random.default_rng(seed)
+    a = rand(rng, (k, m), dtype).T if ta else rand(rng, (m, k), dtype)
+    b = rand(rng, (n, k), dtype).T if tb else rand(rng, (k, n), dtype)
+    bias = rand(rng, (n,), dtype) if use_bias else None
+    r = rand(rng, (m, n), dtype) if use_r else None
+    before = pyinfer.get_num_threads()
+    pyinfer.set_num_threads(threads)
+    try:
+        with _native.force_isa(isa):
+            got = run_packed(a, b, bias, r, alpha, act, m_hint=m_hint)
+    finally:
+        pyinfer.set_num_threads(before)
+    check(a, b, got, bias=bias, residual=r, alpha=alpha, act=act)
+
+
+def test_plan_packs_constant_weights():
+    """A plan runs MATMUL / GEMM with a constant B on the packed-B kernel (B
+    packed once, at plan time) and matches NumPy; a B computed at run time
+    stays on the plain kernel."""
+    import pyinfer as pi
+    rng = np.random.default_rng(17)
+    w = rand(rng, (64, 96), np.float32)
+    wt = rand(rng, (48, 96), np.float32)
+    bias = rand(rng, (48,), np.float32)
+    g = pi.Graph("mlp")
+    x = g.input("x", (40, 64), np.float32)
+    h = g.add(pi.Op.MATMUL, [x, g.constant(w)])
+    y = g.add(pi.Op.GEMM, [h, g.constant(wt), g.constant(bias)], {"trans_b": True})
+    z = g.add(pi.Op.MATMUL, [h, g.add(pi.Op.TRANSPOSE, [h], {"perm": (1, 0)})])
+    g.output(y, "y")
+    g.output(z, "z")
+    it = pi.Interpreter(g, backend="c", threads=2)
+    xs = rand(rng, (40, 64), np.float32)
+    got_y, got_z = it.run({"x": xs})
+    hv = xs.astype(np.float64) @ w
+    np.testing.assert_allclose(got_y, hv @ wt.T.astype(np.float64) + bias, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got_z, hv @ hv.T, rtol=1e-4, atol=1e-3)
+    kernels = [s.kernel for s in it.plan.steps if s.kernel.startswith("c.gemm")]
+    assert kernels.count("c.gemm[packed B]") == 2, kernels
+    assert "c.gemm" in kernels, kernels
+
+
 CSRC = os.path.join(os.path.dirname(__file__), os.pardir, "csrc")
 
 

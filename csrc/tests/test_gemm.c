@@ -13,6 +13,9 @@
  * activations' slope (max |act'| < 1.13), plus 16 eps (1 + |ref|) for the
  * vector activations' own approximation error.
  *
+ * Every single-item case runs a second time through the pre-packed B entry
+ * points (pi_<dtype>_gemm_pack_b, then pi_<dtype>_gemm_packed).
+ *
  * Prints "N passed, N failed"; exits 1 on any failure.
  */
 #include <math.h>
@@ -96,6 +99,7 @@ static void fill(buf *b, int es, pi_index batch, pi_index rows, pi_index cols, l
 }
 
 static const char *cur_kernel = "";
+static int use_packed; /* run single-item cases through pack_b + gemm_packed */
 
 static void run_case(int es, pi_index batch, pi_index m, pi_index n, pi_index k, double alpha,
                      int has_bias, int act, lay la, lay lb, int has_r, lay lr, lay lc,
@@ -109,10 +113,40 @@ static void run_case(int es, pi_index batch, pi_index m, pi_index n, pi_index k,
     fill(&R, es, batch, m, n, lr);
     fill(&bias, es, 1, 1, n, (lay){0, 0, 1});
 
-    pi_index wsb = pi_gemm_workspace_bytes(es, m, n, k);
+    void *packed = NULL;
+    pi_index wsb;
+    if (use_packed) {
+        if (batch != 1)
+            goto done;
+        pi_index pbytes = pi_gemm_packed_b_bytes(es, m, k, n);
+        packed = aligned_alloc(64, (size_t)((pbytes + 63) / 64 * 64));
+        int ps = es == 4 ? pi_f32_gemm_pack_b(m, k, n, (const float *)B.base, lb.rs * es,
+                                              lb.cs * es, packed, pbytes)
+                         : pi_f64_gemm_pack_b(m, k, n, (const double *)B.base, lb.rs * es,
+                                              lb.cs * es, packed, pbytes);
+        if (ps != PI_OK || pi_gemm_packed_b_ukernel(packed) != pi_gemm_forced_ukernel) {
+            failed++;
+            fprintf(stderr, "FAIL %s [%s] pack_b status %d, kernel %d\n", cur_kernel, what, ps,
+                    pi_gemm_packed_b_ukernel(packed));
+            goto done;
+        }
+        wsb = pi_gemm_packed_workspace_bytes(packed, m);
+    } else {
+        wsb = pi_gemm_workspace_bytes(es, m, n, k);
+    }
     void *ws = wsb ? aligned_alloc(64, (size_t)((wsb + 63) / 64 * 64)) : NULL;
     int st;
-    if (es == 4)
+    if (use_packed && es == 4)
+        st = pi_f32_gemm_packed(m, (float)alpha, (const float *)A.base, la.rs * es, la.cs * es,
+                                packed, has_bias ? (const float *)bias.base : NULL,
+                                has_r ? (const float *)R.base : NULL, lr.rs * es, lr.cs * es,
+                                act, (float *)C.base, lc.rs * es, lc.cs * es, ws, wsb);
+    else if (use_packed)
+        st = pi_f64_gemm_packed(m, alpha, (const double *)A.base, la.rs * es, la.cs * es,
+                                packed, has_bias ? (const double *)bias.base : NULL,
+                                has_r ? (const double *)R.base : NULL, lr.rs * es, lr.cs * es,
+                                act, (double *)C.base, lc.rs * es, lc.cs * es, ws, wsb);
+    else if (es == 4)
         st = pi_f32_gemm(batch, m, n, k, (float)alpha, (const float *)A.base, la.bs * es,
                          la.rs * es, la.cs * es, (const float *)B.base, lb.bs * es, lb.rs * es,
                          lb.cs * es, has_bias ? (const float *)bias.base : NULL,
@@ -176,14 +210,16 @@ static void run_case(int es, pi_index batch, pi_index m, pi_index n, pi_index k,
     if (bad) {
         failed++;
         fprintf(stderr,
-                "FAIL %s [%s] f%d batch=%lld m=%lld n=%lld k=%lld alpha=%g bias=%d act=%d r=%d "
+                "FAIL %s%s [%s] f%d batch=%lld m=%lld n=%lld k=%lld alpha=%g bias=%d act=%d r=%d "
                 "status=%d at (%lld,%lld,%lld) got %.9g ref %.9g\n",
-                cur_kernel, what, es * 8, batch, m, n, k, alpha, has_bias, act, has_r, st, wt,
-                wi, wj, wgot, wref);
+                cur_kernel, use_packed ? " packed" : "", what, es * 8, batch, m, n, k, alpha,
+                has_bias, act, has_r, st, wt, wi, wj, wgot, wref);
     } else {
         passed++;
     }
     free(ws);
+done:
+    free(packed);
     free(A.mem);
     free(B.mem);
     free(R.mem);
@@ -285,9 +321,12 @@ int main(void)
             pi_set_isa(u->isa);
             pi_gemm_forced_ukernel = i;
             cur_kernel = u->name;
-            int before = failed;
-            test_kernel(u);
-            printf("%s threads=%d: %s\n", u->name, t, failed == before ? "ok" : "FAILED");
+            for (use_packed = 0; use_packed < 2; use_packed++) {
+                int before = failed;
+                test_kernel(u);
+                printf("%s%s threads=%d: %s\n", u->name, use_packed ? " packed B" : "", t,
+                       failed == before ? "ok" : "FAILED");
+            }
         }
     }
     pi_gemm_forced_ukernel = -1;
