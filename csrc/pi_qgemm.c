@@ -367,7 +367,8 @@ static pi_index qworkspace(const void *packed_b, pi_index m, int float_a)
     pi_index mr = cdiv(m, u->mr) * u->mr;
     if (mr < mc) mc = mr;
     const pi_index nt = pi_num_threads < 1 ? 1 : pi_num_threads;
-    return nt * qslot_bytes_for(u, k, mc, float_a) + (float_a ? round64(nt * 2 * 4) : 0);
+    return nt * qslot_bytes_for(u, k, mc, float_a) + (float_a ? round64(nt * 2 * 4) : 0) +
+           round64(nt * 64);
 }
 
 PI_EXPORT pi_index pi_u8s8_gemm_workspace_bytes(const void *packed_b, pi_index m)
@@ -398,6 +399,104 @@ static void dynamic_params(float lo, float hi, float *scale, int *zero)
     *zero = z > 0.0f ? (z < 255.0f ? (int)z : 255) : 0; /* NaN: 0 */
 }
 
+/* What every thread of one GEMM call shares. */
+typedef struct {
+    const pi_qgemm_ukernel *u;
+    const qsrc *src;
+    pi_index m, n, k, kg, nsl, sb, mcb, nch;
+    const char *bpk; /* the packed B's slivers */
+    int out_kind, activation, out_zero, az, xz, es;
+    float out_scale, xs;
+    const float *scale, *bias;
+    char *c;
+    pi_index c_rs, c_cs;
+} qctx;
+
+/* One thread's packed A block (the one it packed last) and buffers. */
+typedef struct {
+    void *ap;
+    int *rowsum;
+    unsigned char *aq;
+    pi_index packed_mb;
+} qthread;
+
+/* Item `it`: the A block it / nch (packed unless this thread has it packed
+ * already) times the it % nch-th chunk of B's slivers. */
+static void qgemm_item(const qctx *cx, qthread *th, pi_index it)
+{
+    const pi_qgemm_ukernel *u = cx->u;
+    const qsrc *src = cx->src;
+    const int MR = u->mr, NR = u->nr, es = cx->es, float_a = src->x != NULL;
+    const pi_index m = cx->m, n = cx->n, k = cx->k, nch = cx->nch, nsl = cx->nsl;
+    const pi_index mb = it / nch, ch = it % nch;
+    const pi_index i0 = mb * cx->mcb;
+    const pi_index mc = m - i0 < cx->mcb ? m - i0 : cx->mcb;
+    if (mc <= 0)
+        return;
+    if (mb != th->packed_mb) {
+        if (float_a) {
+            for (pi_index i = 0; i < mc; i++)
+                quantize_run(k, (const float *)PI_CPTR_ADD(src->x, (i0 + i) * src->x_rs), cx->xs,
+                             cx->xz, 0, th->aq + i * k);
+            qpack_a(u, mc, k, th->aq, k, 1, th->ap, th->rowsum);
+        } else {
+            qpack_a(u, mc, k, src->a + i0 * src->a_rs, src->a_rs, src->a_cs, th->ap, th->rowsum);
+        }
+        th->packed_mb = mb;
+    }
+    float spad[PI_QGEMM_MAX_NR], bpad[PI_QGEMM_MAX_NR];
+    int rpad[PI_QGEMM_MAX_MR];
+    unsigned char tile[PI_QGEMM_MAX_MR * PI_QGEMM_MAX_NR * 4];
+    const pi_index s0 = nsl * ch / nch, s1 = nsl * (ch + 1) / nch;
+    for (pi_index s = s0; s < s1; s++) {
+        const char *blk = cx->bpk + s * cx->sb;
+        const pi_index j0 = s * NR;
+        const int nr = (int)(n - j0 < NR ? n - j0 : NR);
+        pi_qgemm_epi ep;
+        ep.kind = cx->out_kind;
+        ep.act = cx->activation;
+        ep.a_zero = cx->az;
+        ep.out_zero = cx->out_zero;
+        ep.out_scale = cx->out_scale;
+        ep.b_zero = (const int *)blk;
+        ep.b_corr = (const int *)blk + NR;
+        ep.scale = NULL;
+        ep.bias = NULL;
+        if (cx->out_kind != PI_QOUT_S32) {
+            const float *bias = cx->bias;
+            if (nr == NR && !float_a) {
+                ep.scale = cx->scale + j0;
+                ep.bias = bias ? bias + j0 : NULL;
+            } else {
+                for (int j = 0; j < NR; j++) {
+                    spad[j] = j >= nr ? 0.0f
+                              : float_a ? cx->xs * src->w_scale[j0 + j] : cx->scale[j0 + j];
+                    bpad[j] = j < nr && bias ? bias[j0 + j] : 0.0f;
+                }
+                ep.scale = spad;
+                ep.bias = bias ? (nr == NR ? bias + j0 : bpad) : NULL;
+            }
+        }
+        const void *bs = blk + (pi_index)NR * 8;
+        for (pi_index ir = 0; ir < mc; ir += MR) {
+            const int mr = (int)(mc - ir < MR ? mc - ir : MR);
+            const void *apanel = (const char *)th->ap + ir * cx->kg * u->ku * u->es;
+            for (int i = 0; i < mr; i++) rpad[i] = th->rowsum[ir + i];
+            ep.rowsum = rpad;
+            char *cp = cx->c + (i0 + ir) * cx->c_rs + j0 * cx->c_cs;
+            if (nr == NR && cx->c_cs == es) {
+                u->fn(mr, cx->kg, apanel, bs, cp, cx->c_rs, &ep);
+            } else {
+                u->fn(mr, cx->kg, apanel, bs, tile, (pi_index)NR * es, &ep);
+                for (int i = 0; i < mr; i++)
+                    for (int j = 0; j < nr; j++)
+                        memcpy(cp + i * cx->c_rs + j * cx->c_cs, tile + (i * NR + j) * es,
+                               (size_t)es);
+            }
+        }
+    }
+}
+
 static int qgemm_drive(pi_index m, pi_index n, pi_index k, const qsrc *src, int a_zero,
                        const void *packed_b, int out_kind, const float *scale, const float *bias,
                        int activation, float out_scale, int out_zero, void *c, pi_index c_rs,
@@ -417,130 +516,97 @@ static int qgemm_drive(pi_index m, pi_index n, pi_index k, const qsrc *src, int 
     if (m == 0 || n == 0)
         return PI_OK;
     const pi_qgemm_ukernel *u = &qtable[idx];
-    const int MR = u->mr, NR = u->nr, es = out_size(out_kind);
-    const pi_index kg = cdiv(k, u->ku), nsl = cdiv(n, NR), sb = sliver_bytes(u, k);
+    qctx cx = {0};
+    cx.u = u;
+    cx.src = src;
+    cx.m = m;
+    cx.n = n;
+    cx.k = k;
+    cx.kg = cdiv(k, u->ku);
+    cx.nsl = cdiv(n, u->nr);
+    cx.sb = sliver_bytes(u, k);
+    cx.bpk = (const char *)packed_b + QHEADER;
+    cx.out_kind = out_kind;
+    cx.activation = activation;
+    cx.out_zero = out_zero;
+    cx.out_scale = out_scale;
+    cx.es = out_size(out_kind);
+    cx.scale = scale;
+    cx.bias = bias;
+    cx.c = (char *)c;
+    cx.c_rs = c_rs;
+    cx.c_cs = c_cs;
 
     int nt = pi_num_threads < 1 ? 1 : pi_num_threads;
     if ((double)m * (double)n * (double)k < 64.0 * 64 * 64)
         nt = 1;
     pi_index nmb;
-    const pi_index mcb = qblock_rows(u, m, k, &nmb);
-    const pi_index slot = qslot_bytes_for(u, k, mcb, float_a);
+    cx.mcb = qblock_rows(u, m, k, &nmb);
+    const pi_index slot = qslot_bytes_for(u, k, cx.mcb, float_a);
     const pi_index mm_bytes = float_a ? round64((pi_index)nt * 2 * 4) : 0;
-    if (ws_bytes < (pi_index)nt * slot + mm_bytes || ws == NULL)
+    if (ws_bytes < (pi_index)nt * slot + mm_bytes + round64((pi_index)nt * 64) || ws == NULL)
         return PI_ERR_WORKSPACE;
     float *mm = (float *)((char *)ws + (pi_index)nt * slot); /* per-thread lo, hi */
-    /* Enough items for every thread: split N when there are few row blocks. */
-    pi_index nch = nmb >= 2 * nt ? 1 : cdiv(2 * nt, nmb);
-    if (nch > nsl) nch = nsl;
-    const pi_index items = nmb * nch;
-    const char *bpk = (const char *)packed_b + QHEADER;
-    float xs = src->x_scale;
-    int xz = src->x_zero;
+    /* one claim counter a thread, a cache line apart */
+    pi_index *next = (pi_index *)((char *)ws + (pi_index)nt * slot + mm_bytes);
+    /* A few items a thread (split N when there are few row blocks), so that a
+     * thread the OS runs late has its items taken by the others. */
+    cx.nch = nmb >= 4 * nt ? 1 : cdiv(4 * nt, nmb);
+    if (cx.nch > cx.nsl) cx.nch = cx.nsl;
+    const pi_index items = nmb * cx.nch;
+    for (int t = 0; t < nt; t++) next[t * 8] = items * t / nt;
 
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-        char *wslot = (char *)ws + (pi_index)tid * slot;
-        void *ap = wslot;
-        int *rowsum = (int *)(wslot + round64(mcb * kg * u->ku * u->es));
-        unsigned char *aq = (unsigned char *)wslot + qslot_bytes(u, k, mcb);
-        if (float_a && src->dynamic) {
+    cx.xs = src->x_scale;
+    cx.xz = src->x_zero;
+    if (float_a && src->dynamic) {
+        /* The range before the GEMM's region, not inside it behind a barrier
+         * where every thread would wait for the last one to be scheduled. */
+        const int mt = (double)m * (double)k > 262144.0 ? nt : 1;
+#pragma omp parallel num_threads(mt) if (mt > 1)
+        {
+            const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
             float lo = INFINITY, hi = -INFINITY;
             for (pi_index i = m * tid / nth; i < m * (tid + 1) / nth; i++)
                 minmax_run(k, (const float *)PI_CPTR_ADD(src->x, i * src->x_rs), &lo, &hi);
             mm[2 * tid] = lo;
             mm[2 * tid + 1] = hi;
-#pragma omp barrier
-            lo = INFINITY, hi = -INFINITY;
-            for (int t = 0; t < nth; t++) { /* every thread the same reduction */
-                lo = mm[2 * t] < lo ? mm[2 * t] : lo;
-                hi = mm[2 * t + 1] > hi ? mm[2 * t + 1] : hi;
-            }
-            float s;
-            int z;
-            dynamic_params(lo, hi, &s, &z);
-            if (tid == 0) {
-                xs = s;
-                xz = z;
-            }
-#pragma omp barrier
+            if (tid == 0)
+                for (int t = nth; t < mt; t++) mm[2 * t] = INFINITY, mm[2 * t + 1] = -INFINITY;
         }
-        const int az = float_a ? xz : a_zero;
-        pi_index packed_mb = -1;
-        float spad[PI_QGEMM_MAX_NR], bpad[PI_QGEMM_MAX_NR];
-        int rpad[PI_QGEMM_MAX_MR];
-        unsigned char tile[PI_QGEMM_MAX_MR * PI_QGEMM_MAX_NR * 4];
-        const pi_index it0 = items * tid / nth, it1 = items * (tid + 1) / nth;
-        for (pi_index it = it0; it < it1; it++) {
-            const pi_index mb = it / nch, ch = it % nch;
-            const pi_index i0 = mb * mcb;
-            const pi_index mc = m - i0 < mcb ? m - i0 : mcb;
-            if (mc <= 0)
-                continue;
-            if (mb != packed_mb) {
-                if (float_a) {
-                    for (pi_index i = 0; i < mc; i++)
-                        quantize_run(k, (const float *)PI_CPTR_ADD(src->x, (i0 + i) * src->x_rs),
-                                     xs, xz, 0, aq + i * k);
-                    qpack_a(u, mc, k, aq, k, 1, ap, rowsum);
-                } else {
-                    qpack_a(u, mc, k, src->a + i0 * src->a_rs, src->a_rs, src->a_cs, ap, rowsum);
-                }
-                packed_mb = mb;
-            }
-            const pi_index s0 = nsl * ch / nch, s1 = nsl * (ch + 1) / nch;
-            for (pi_index s = s0; s < s1; s++) {
-                const char *blk = bpk + s * sb;
-                const pi_index j0 = s * NR;
-                const int nr = (int)(n - j0 < NR ? n - j0 : NR);
-                pi_qgemm_epi ep;
-                ep.kind = out_kind;
-                ep.act = activation;
-                ep.a_zero = az;
-                ep.out_zero = out_zero;
-                ep.out_scale = out_scale;
-                ep.b_zero = (const int *)blk;
-                ep.b_corr = (const int *)blk + NR;
-                ep.scale = NULL;
-                ep.bias = NULL;
-                if (out_kind != PI_QOUT_S32) {
-                    if (nr == NR && !float_a) {
-                        ep.scale = scale + j0;
-                        ep.bias = bias ? bias + j0 : NULL;
-                    } else {
-                        for (int j = 0; j < NR; j++) {
-                            spad[j] = j >= nr ? 0.0f
-                                      : float_a ? xs * src->w_scale[j0 + j] : scale[j0 + j];
-                            bpad[j] = j < nr && bias ? bias[j0 + j] : 0.0f;
-                        }
-                        ep.scale = spad;
-                        ep.bias = bias ? (nr == NR ? bias + j0 : bpad) : NULL;
-                    }
-                }
-                const void *bs = blk + (pi_index)NR * 8;
-                for (pi_index ir = 0; ir < mc; ir += MR) {
-                    const int mr = (int)(mc - ir < MR ? mc - ir : MR);
-                    const void *apanel = (const char *)ap + ir * kg * u->ku * u->es;
-                    for (int i = 0; i < mr; i++) rpad[i] = rowsum[ir + i];
-                    ep.rowsum = rpad;
-                    char *cp = (char *)c + (i0 + ir) * c_rs + j0 * c_cs;
-                    if (nr == NR && c_cs == es) {
-                        u->fn(mr, kg, apanel, bs, cp, c_rs, &ep);
-                    } else {
-                        u->fn(mr, kg, apanel, bs, tile, (pi_index)NR * es, &ep);
-                        for (int i = 0; i < mr; i++)
-                            for (int j = 0; j < nr; j++)
-                                memcpy(cp + i * c_rs + j * c_cs, tile + (i * NR + j) * es,
-                                       (size_t)es);
-                    }
-                }
+        float lo = INFINITY, hi = -INFINITY;
+        for (int t = 0; t < mt; t++) {
+            lo = mm[2 * t] < lo ? mm[2 * t] : lo;
+            hi = mm[2 * t + 1] > hi ? mm[2 * t + 1] : hi;
+        }
+        dynamic_params(lo, hi, &cx.xs, &cx.xz);
+    }
+    cx.az = float_a ? cx.xz : a_zero;
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int tid = omp_get_thread_num();
+        char *wslot = (char *)ws + (pi_index)tid * slot;
+        qthread th;
+        th.ap = wslot;
+        th.rowsum = (int *)(wslot + round64(cx.mcb * cx.kg * u->ku * u->es));
+        th.aq = (unsigned char *)wslot + qslot_bytes(u, k, cx.mcb);
+        th.packed_mb = -1;
+        /* Its own run of items first (consecutive items share an A block,
+         * packed once), then whatever is left of the others' runs. */
+        for (int r = 0; r < nt; r++) {
+            const int owner = (tid + r) % nt;
+            const pi_index end = items * (owner + 1) / nt;
+            for (;;) {
+                const pi_index it = __atomic_fetch_add(&next[owner * 8], 1, __ATOMIC_RELAXED);
+                if (it >= end)
+                    break;
+                qgemm_item(&cx, &th, it);
             }
         }
     }
     if (x_params) {
-        x_params[0] = xs;
-        x_params[1] = (float)xz;
+        x_params[0] = cx.xs;
+        x_params[1] = (float)cx.xz;
     }
     return PI_OK;
 }
