@@ -8,11 +8,12 @@ and ``out="int32"`` as ConvInteger.  Reimported, ``qdq_conv`` fuses the same
 nodes back into the same QCONV (bit for bit: the weight, scales, zero points
 and a float bias are stored as they are).
 
-* The weight is written as uint8 with its zero point moved up by 128, which
-  dequantizes to the same values and is exactly undone by the importer: ONNX
-  Runtime's u8 x s8 kernels on AVX2 (vpmaddubsw) saturate int16 pair sums for
-  weights beyond 7 bits, its u8 x u8 path does not (as QGEMM's exporter,
-  export/ops/compressed.py).
+* With a uint8 x the weight is written as uint8 with its zero point moved up
+  by 128, which dequantizes to the same values and is exactly undone by the
+  importer: ONNX Runtime's u8 x s8 kernels on AVX2 (vpmaddubsw) saturate int16
+  pair sums for weights beyond 7 bits, its u8 x u8 path does not (as QGEMM's
+  exporter, export/ops/compressed.py).  With an int8 x it stays int8 (ONNX
+  Runtime's QLinearConv has no s8 x u8 form).
 * The bias: when it is exactly ``float32(B) * x_scale * w_scale`` for an int32
   B (``quantize_static`` and imported QLinearConv / QDQ models round it so) it
   is written as ``DequantizeLinear(B, x_scale * w_scale, axis 0)``, the form
@@ -32,14 +33,16 @@ F32, U8, S32 = np.dtype(np.float32), np.dtype(np.uint8), np.dtype(np.int32)
 
 
 def _weight(ctx, node, per_axis: bool):
-    """(weight, scale, zero point) names: the s8 weight as uint8 shifted by 128."""
-    w, w_scale, w_zero = (list(node.inputs) + [None] * 4)[1:4]
+    """(weight, scale, zero point) names: the s8 weight as uint8 shifted by 128
+    for a uint8 x, as is for an int8 x (ONNX Runtime has s8 x s8 and u8 x u8
+    convolutions, no s8 x u8)."""
+    x, w, w_scale, w_zero = (list(node.inputs) + [None] * 4)[:4]
     k = w.shape[0]
     z = np.zeros(k, np.int32) if w_zero is None else \
         np.broadcast_to(np.asarray(w_zero.data, np.int32).reshape(-1), (k,))
-    w_u8 = (np.asarray(w.data, np.int16) + 128).astype(np.uint8)
-    wname = ctx.const(w_u8, f"{w.name}.u8")
-    z_u8 = (z + 128).astype(np.uint8)
+    shift, wdt = (0, np.int8) if x.dtype == np.int8 else (128, np.uint8)
+    wname = ctx.const((np.asarray(w.data, np.int16) + shift).astype(wdt), f"{w.name}.q")
+    z_u8 = (z + shift).astype(wdt)
     if w_scale is None:   # ConvInteger: one zero point, or one per output channel
         return wname, "", ctx.const(z_u8[:1].reshape(()) if np.all(z_u8 == z_u8[0]) else z_u8,
                                     f"{w.name}.zero")
@@ -83,7 +86,7 @@ def _qconv(ctx, node, ins, outs):
                       dilations=[int(d) for d in at.get("dilations", (1, 1))],
                       group=int(at.get("group", 1)), kernel_shape=[int(d) for d in w.shape[2:]],
                       **_pad_attrs(at))
-    xz = ctx.value_as(x_zero, U8) if x_zero is not None else ""
+    xz = ctx.value_as(x_zero, x.dtype) if x_zero is not None else ""
     if out == "int32":
         wq, _, wz = _weight(ctx, node, False)
         ctx.one("ConvInteger", [ins[0], wq, xz, wz], outs[0], **conv_attrs)

@@ -2,7 +2,8 @@
 
 ``QCONV (x, w, w_scale|None, w_zero|None, bias|None, x_scale|None, x_zero|None)``:
 ``conv(x - x_zero, w - w_zero)`` accumulated exactly in int32 then QGEMM's
-epilogue.  x is uint8 NCHW with a scalar zero point; w an s8 (K, C/group, KH, KW)
+epilogue.  x is uint8 (or int8: ONNX Runtime's default QDQ activations) NCHW
+with a scalar zero point of its type; w an s8 (K, C/group, KH, KW)
 with ``w_scale``/``w_zero`` scalar or (K,); bias float (K,).  attrs:
 
     strides, pads (top, left, bottom, right), dilations, group   as CONV (no auto_pad:
@@ -17,7 +18,9 @@ Lowering: with constant weight, parameters and x_zero, the registry's
 weight split per group and packed once here, at plan time.  x_scale and x_zero
 may also be the run-time outputs of a DYNAMIC_QUANTIZE_LINEAR (what
 ``compress.quantize_dynamic`` writes): the same kernel, the epilogue scale
-formed per run.  Anything else runs the reference.  Export:
+formed per run.  An int8 x is shifted to uint8 (``x ^ 0x80``, zero point + 128:
+exact) into an arena scratch slot by the same step.  Anything else runs the
+reference.  Export:
 pyinfer/export/ops/qconv.py (QDQ form).
 """
 from __future__ import annotations
@@ -59,8 +62,8 @@ def _shape(node: Node):
     if act is not None and act not in ACTIVATIONS:
         raise fail(node, f"attribute 'activation' expected None or one of {ACTIVATIONS}, "
                          f"received {act!r}")
-    if x is None or x.dtype != U8 or x.ndim != 4:
-        raise fail(node, "input 'x' expected a 4-d uint8 tensor (NCHW), received "
+    if x is None or x.dtype not in (U8, S8) or x.ndim != 4:
+        raise fail(node, "input 'x' expected a 4-d uint8 or int8 tensor (NCHW), received "
                          f"{None if x is None else (x.shape, x.dtype)}")
     if w is None or w.dtype != S8 or w.ndim != 4 or \
             not all(isinstance(d, int) for d in w.shape):
@@ -124,8 +127,13 @@ def _scale(node, x_scale, w_scale, k):
     return np.float32(np.asarray(x_scale, F32).reshape(())) * _vec(w_scale, k, F32)
 
 
-def _zero(x_zero) -> int:
-    return 0 if x_zero is None else int(np.asarray(x_zero).reshape(()))
+def _zero(x_zero, shift: int = 0) -> int:
+    return shift + (0 if x_zero is None else int(np.asarray(x_zero).reshape(())))
+
+
+def _to_u8(x: np.ndarray, out=None) -> np.ndarray:
+    """int8 -> uint8 by x + 128 (flipping the sign bit), exact with the zero point + 128."""
+    return np.bitwise_xor(x.view(U8), np.uint8(0x80), out=out)
 
 
 def _reference(node: Node, args):
@@ -134,7 +142,10 @@ def _reference(node: Node, args):
     k = w.shape[0]
     at = _kernel_attrs(node)
     wz = np.zeros(k, np.int32) if w_zero is None else _vec(w_zero, k, np.int32)
-    return [qconv2d_ref(np.asarray(x), w, _zero(x_zero), wz, _scale(node, x_scale, w_scale, k),
+    x = np.asarray(x)
+    shift = 128 if x.dtype == S8 else 0
+    x = _to_u8(x) if shift else x
+    return [qconv2d_ref(x, w, _zero(x_zero, shift), wz, _scale(node, x_scale, w_scale, k),
                         None if bias is None else np.asarray(bias, F32),
                         groups=node.attrs["group"], out_dtype=QCONV_OUT[node.attrs["out"]],
                         **at)]
@@ -153,9 +164,10 @@ def _lower(node: Node, ctx):
     flops = 2 * int(np.prod(node.outputs[0].shape)) * int(np.prod(w.shape[1:]))
     attrs = _kernel_attrs(node)
     run_time = [v for v in (x_scale, x_zero) if v is not None and not v.is_constant]
-    if run_time and all(v.producer is not None and v.producer.op is Op.DYNAMIC_QUANTIZE_LINEAR
-                        for v in run_time):
-        step = _run_time_params_step(node, ctx, qw, b, attrs, flops)
+    if (run_time or x.dtype == S8) and all(
+            v.producer is not None and v.producer.op is Op.DYNAMIC_QUANTIZE_LINEAR
+            for v in run_time):
+        step = _general_step(node, ctx, qw, b, attrs, flops)
     elif run_time:
         return None  # parameters from elsewhere (a graph input): the reference
     else:
@@ -173,31 +185,41 @@ def _lower(node: Node, ctx):
     return step
 
 
-def _run_time_params_step(node: Node, ctx, qw, b, attrs, flops):
+def _general_step(node: Node, ctx, qw, b, attrs, flops):
     """x's scale or zero point computed at run time (a DynamicQuantizeLinear's
-    outputs, as ``quantize_dynamic`` writes it): the kernel is chosen at plan
-    time; the per-channel epilogue scale ``x_scale * w_scale`` and the zero
-    point are formed on every run (K multiplications)."""
+    outputs, as ``quantize_dynamic`` writes it), or an int8 x: the kernel is
+    chosen at plan time; per run the epilogue scale ``x_scale * w_scale`` is
+    formed (K multiplications) and an int8 x shifted to uint8 into a scratch
+    slot (one pass over x, small beside the convolution)."""
     from ...plan.select import Step
+    from ..ir import Value
     x, w, w_scale, _, _, x_scale, x_zero = _parts(node)
     k = w.shape[0]
     out_kind = node.attrs["out"]
     ws = None if out_kind == "int32" else _vec(w_scale.data, k, F32)
-    sample = ctx.registry_step("qconv2d", [x, qw, 0, None if ws is None else ws.copy(), b],
+    shift = 128 if x.dtype == S8 else 0
+    u8_view = Value(f"{node.name}.x_u8", tuple(x.shape), U8)
+    sample = ctx.registry_step("qconv2d", [u8_view if shift else x, qw, 0,
+                                           None if ws is None else ws.copy(), b],
                                attrs, flops=flops)
     kernel = sample.fn
     args = [x] + [v for v in (x_scale, x_zero) if v is not None]
     has_scale, has_zero = x_scale is not None, x_zero is not None
 
-    def run(xa, *params, out):
+    def run(xa, *params, out, scratch=None):
         sx = params[0] if has_scale else None
         zx = params[-1] if has_zero else None
         scale = None if ws is None else np.multiply(np.float32(np.asarray(sx).reshape(())), ws,
                                                     dtype=F32)
-        kernel(xa, qw, _zero(zx), scale, b, out=out, **attrs)
+        if shift:
+            xa = _to_u8(xa, out=scratch[0])
+        kernel(xa, qw, _zero(zx, shift), scale, b, out=out, **attrs)
 
-    return Step(node, run, args, {}, sample.backend, f"{sample.kernel}[run-time x_scale]",
-                flops=flops)
+    kind = ("[int8 x]" if shift else "") + \
+        ("[run-time x_scale]" if any(v is not None and not v.is_constant
+                                     for v in (x_scale, x_zero)) else "")
+    return Step(node, run, args, {}, sample.backend, f"{sample.kernel}{kind}", flops=flops,
+                scratch=(u8_view,) if shift else ())
 
 
 define(Op.QCONV, shape=_shape, reference=_reference, lower=_lower)

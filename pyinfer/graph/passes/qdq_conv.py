@@ -6,8 +6,9 @@ constants that no rule took):
 * QDQ conv: ``Conv(DQ(x_q, sx, zx), DQ(w_q, sw, zw), bias)`` -> ``QCONV(x_q,
   w_s8, sw, zw, bias, sx, zx)``, as ``onnxruntime.quantization.quantize_static
   (quant_format=QDQ)`` and ``pyinfer.save`` of a quantized graph write it.
-  x_q is u8 with a per-tensor scale and zero point (constants or computed at
-  run time by DynamicQuantizeLinear); w_q a constant s8 or u8 (shifted to s8
+  x_q is u8 (or s8, ONNX Runtime's default: QCONV shifts it to u8 exactly)
+  with a per-tensor scale and zero point (constants or computed at run time by
+  DynamicQuantizeLinear); w_q a constant s8 or u8 (shifted to s8
   exactly) with constant per-tensor or per-output-channel (axis 0) scale and
   zero point; the bias a float constant or ``DQ(int32 B, sx * sw)``, which is
   ``float32(B) * scale`` once, as the QLinearConv importer does (ONNX Runtime
@@ -18,7 +19,8 @@ constants that no rule took):
   with a constant scalar scale and a u8 zero point, the float result read by
   nothing else -> QCONV out "u8": the next int8 conv reads u8 straight from
   this one's epilogue (the ``y -> Q -> DQ -> Conv`` chain of QDQ models, and
-  ``quantize_static``'s chained convs).
+  ``quantize_static``'s chained convs).  An int8 QuantizeLinear stays (QCONV
+  requantizes to u8 only).
 
 A DequantizeLinear that feeds something else as well stays for that reader
 (dce removes it when nothing does).  Where a rule does not apply to a QDQ-looking
@@ -91,8 +93,8 @@ def _fuse(graph: Graph, conv: Node) -> bool:
     k = w.shape[0]
     xq, sx, zx = (list(dqx.inputs) + [None])[:3]
     why = None
-    if xq.dtype != U8 or xq.ndim != 4:
-        why = f"input of type {xq.dtype}, rank {xq.ndim} (uint8 NCHW only)"
+    if xq.dtype not in (U8, S8) or xq.ndim != 4:
+        why = f"input of type {xq.dtype}, rank {xq.ndim} (uint8/int8 NCHW only)"
     elif not (_per_tensor(sx) and _per_tensor(zx)):
         why = "per-channel input scales (per-tensor only)"
     elif at.get("layout", "NCHW") != "NCHW" or (at.get("auto_pad") or "NOTSET") != "NOTSET":
