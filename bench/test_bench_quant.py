@@ -17,10 +17,16 @@ run writes to extra_info):
 * ``minilm`` (when ``pyinfer.models.minilm``'s weights are installed): the
   same four on all-MiniLM-L6-v2 at batch 1 x 128 tokens.
 
+* ``qgemm MxKxN dyn``: the dynamic->float path of a quantized layer, float
+  activation in: a one-node MatMul model through each library's own
+  ``quantize_dynamic`` (pyinfer: quantize inside the GEMM call; ORT:
+  DynamicQuantizeLinear + MatMulInteger, fused by its optimizer).
+
 Run: pytest bench/test_bench_quant.py --benchmark-only --bench-threads 2
 On a loaded machine, alternate the contenders round by round instead (medians
 of interleaved rounds, the load average printed with them):
-    python bench/test_bench_quant.py [--threads 2] [--rounds 15]
+    python bench/test_bench_quant.py [--threads 2] [--rounds 15] [--shapes 128x384x1536]
+(``--blocks``: 20 calls of each contender in a row, 3 times, ORT at its defaults.)
 """
 from __future__ import annotations
 
@@ -40,21 +46,53 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-SHAPES = [(128, 384, 1536), (1024, 1024, 1024)]
-GEMM_CONTENDERS = ["pyinfer-int8", "pyinfer-int8-exact", "pyinfer-fp32", "ort-MatMulInteger"]
+SHAPES = [(128, 384, 1536), (128, 1536, 384), (1024, 384, 1536), (1024, 1024, 1024)]
+GEMM_CONTENDERS = ["pyinfer-int8", "pyinfer-int8-exact", "pyinfer-fp32", "ort-MatMulInteger",
+                   "pyinfer-int8-dyn", "ort-int8-dyn"]
+_ORT_DEFAULTS = False  # block-wise runs: ORT at its defaults (spinning workers)
 
 
 def _session(model_or_path, threads):
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads)
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    src = model_or_path if isinstance(model_or_path, str) else model_or_path.SerializeToString()
-    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+    if _ORT_DEFAULTS:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(threads)
+        so.log_severity_level = 3
+        src = model_or_path if isinstance(model_or_path, str) else model_or_path.SerializeToString()
+        return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+    from pyinfer.peers import ort_session
+    return ort_session(model_or_path, threads)
+
+
+def _matmul_model(path, k, n, seed=0):
+    """A one-node fp32 MatMul (x (m, k) @ W) with W an initializer; its int8
+    forms are each library's quantize_dynamic of it (the dynamic->float path:
+    quantize x at run time, int GEMM, dequantize)."""
+    w = (np.random.default_rng(seed).standard_normal((k, n)) * 0.05).astype(np.float32)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", k])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", n])],
+                          [numpy_helper.from_array(w, "w")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, path)
 
 
 def _gemm_fn(contender, m, k, n, threads):
     rng = np.random.default_rng(0)
+    if contender.endswith("int8-dyn"):
+        from onnxruntime.quantization import QuantType, quantize_dynamic as ort_qd
+        from pyinfer.compress import quantize_dynamic
+        fp32 = os.path.join(_TMP, f"mm_{k}x{n}.onnx")
+        int8 = os.path.join(_TMP, f"mm_{k}x{n}_int8.onnx")
+        if not os.path.exists(int8):
+            _matmul_model(fp32, k, n)
+            ort_qd(fp32, int8, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+        feeds = {"x": rng.standard_normal((m, k)).astype(np.float32)}
+        if contender.startswith("ort"):
+            sess = _session(int8, threads)
+            return lambda: sess.run(None, feeds)
+        it = pyinfer.Interpreter(quantize_dynamic(pyinfer.load(fp32)))
+        return lambda: it.run(feeds)
     a = rng.integers(0, 256, (m, k), dtype=np.uint8)
     full = rng.integers(-128, 128, (k, n), dtype=np.int8)
     b = rng.integers(-64, 65, (k, n), dtype=np.int8)
@@ -166,6 +204,29 @@ def test_model(benchmark, threads, model, contender):
     benchmark(fn)
 
 
+def _blocks(groups, threads, block=20, repeats=3):
+    """Each contender run ``block`` times in a row (after warm-up), contenders
+    in turn, ``repeats`` times: medians of each contender's blocks, in ms."""
+    import time
+    pyinfer.set_num_threads(threads)
+    for title, fns in groups:
+        for fn in fns.values():
+            for _ in range(3):
+                fn()
+        times = {name: [] for name in fns}
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                for _ in range(block):
+                    t0 = time.perf_counter()
+                    fn()
+                    times[name].append(time.perf_counter() - t0)
+        med = {name: float(np.median(v)) * 1e3 for name, v in times.items()}
+        first = next(iter(med))
+        print(f"| {title} (blocks) | " + " | ".join(f"{n} {ms:.3f} ms" for n, ms in med.items()) +
+              " | " + ", ".join(f"{first} vs {n} {med[n] / med[first]:.2f}x" for n in med
+                                if n != first) + f" | load {os.getloadavg()[0]:.1f} |", flush=True)
+
+
 def _interleaved(groups, threads, rounds):
     """Each group's contenders alternated round by round (one call each per
     round, after warm-up calls): medians in ms, and ratios to the first."""
@@ -183,7 +244,7 @@ def _interleaved(groups, threads, rounds):
                 times[name].append(time.perf_counter() - t0)
         med = {name: float(np.median(v)) * 1e3 for name, v in times.items()}
         first = next(iter(med))
-        print(f"| {title} | " + " | ".join(f"{n} {ms:.2f} ms" for n, ms in med.items()) + " | " +
+        print(f"| {title} | " + " | ".join(f"{n} {ms:.3f} ms" for n, ms in med.items()) + " | " +
               ", ".join(f"{first} vs {n} {med[n] / med[first]:.2f}x" for n in med if n != first)
               + f" | load {os.getloadavg()[0]:.1f} |", flush=True)
 
@@ -194,14 +255,27 @@ if __name__ == "__main__":
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--only", choices=["gemm", "mlp"], default=None)
+    ap.add_argument("--shapes", default=None, help="MxKxN,... (default: all of SHAPES)")
+    ap.add_argument("--blocks", action="store_true",
+                    help="20 runs of each contender in a row, 3 times, ORT at its defaults "
+                         "(spinning workers) instead of interleaved single calls")
     opts = ap.parse_args()
+    _ORT_DEFAULTS = opts.blocks
+    shapes = SHAPES if opts.shapes is None else \
+        [tuple(int(v) for v in s.split("x")) for s in opts.shapes.split(",")]
     groups = []
     if opts.only in (None, "gemm"):
-        for shape in SHAPES:
-            groups.append(("x".join(map(str, shape)),
-                           {c: _gemm_fn(c, *shape, opts.threads) for c in GEMM_CONTENDERS}))
+        for shape in shapes:
+            title = "x".join(map(str, shape))
+            fns = {c: _gemm_fn(c, *shape, opts.threads) for c in GEMM_CONTENDERS}
+            # kernels (u8 A in), then the dynamic->float path (float A in): two groups
+            groups.append((title, {c: fns[c] for c in GEMM_CONTENDERS[:4]}))
+            groups.append((title + " dyn", {c: fns[c] for c in GEMM_CONTENDERS[4:]}))
     if opts.only in (None, "mlp"):
         groups.append(("mlp", {c: _model_fn("mlp", c, opts.threads) for c in
                                ["pyinfer-int8", "pyinfer-fp32", "ort-int8", "ort-fp32"]}))
     print(f"threads {opts.threads}, rounds {opts.rounds}, load {os.getloadavg()}")
-    _interleaved(groups, opts.threads, opts.rounds)
+    if opts.blocks:
+        _blocks(groups, opts.threads)
+    else:
+        _interleaved(groups, opts.threads, opts.rounds)
