@@ -421,6 +421,35 @@ int pi_dequantize_f32(int kind, pi_index outer, pi_index channels, pi_index inne
 /* Minimum and maximum of n contiguous floats (n >= 1; NaN is ignored unless
  * all are NaN). */
 int pi_f32_minmax(pi_index n, const float *x, float *lo, float *hi);
+/* Int8 convolution (csrc/pi_qconv.c): y = epilogue(conv(x - x_zero, w - w_zero)),
+ * NCHW u8 x (any byte strides x_ns, x_cs, x_hs, x_ws), s32 accumulation (exact
+ * for c/groups*kh*kw <= 32768), the epilogue and out_kind of pi_u8s8_gemm per
+ * output channel (scale: k floats, bias: k floats or NULL), y of any byte
+ * strides y_ns, y_cs, y_hs, y_ws, not overlapping x.  Trailing pads follow from
+ * oh, ow.  ws: at least the matching *_workspace_bytes, computed with the
+ * thread count of the call.
+ * Depthwise-like (groups == c, k a multiple of c): weights w (k x kh x kw,
+ * C-contiguous s8) with zero points w_zero (k; NULL: 0) packed once by
+ * pi_u8s8_dwconv2d_pack into pi_u8s8_dwconv2d_packed_bytes.
+ * Any groups: packed_b[g] is group g's weight packed by pi_u8s8_pack_b as the
+ * (kh*kw*c/groups) x (k/groups) matrix with rows ordered (ky, kx, c) (the
+ * micro-kernel may differ per group); PI_ERR_ARG if its k or n do not match. */
+pi_index pi_u8s8_dwconv2d_packed_bytes(pi_index k, pi_index kh, pi_index kw);
+int pi_u8s8_dwconv2d_pack(pi_index k, pi_index kh, pi_index kw, const signed char *w,
+                          const int *w_zero, void *packed, pi_index packed_bytes);
+pi_index pi_u8s8_dwconv2d_workspace_bytes(const pi_conv2d_shape *s);
+int pi_u8s8_dwconv2d(const pi_conv2d_shape *s, const unsigned char *x, pi_index x_ns,
+                     pi_index x_cs, pi_index x_hs, pi_index x_ws, int x_zero,
+                     const void *packed_w, int out_kind, const float *scale, const float *bias,
+                     int activation, float out_scale, int out_zero, void *y, pi_index y_ns,
+                     pi_index y_cs, pi_index y_hs, pi_index y_ws, void *ws, pi_index ws_bytes);
+pi_index pi_u8s8_conv2d_workspace_bytes(const pi_conv2d_shape *s, const void *const *packed_b);
+int pi_u8s8_conv2d(const pi_conv2d_shape *s, const unsigned char *x, pi_index x_ns,
+                   pi_index x_cs, pi_index x_hs, pi_index x_ws, int x_zero,
+                   const void *const *packed_b, int out_kind, const float *scale,
+                   const float *bias, int activation, float out_scale, int out_zero, void *y,
+                   pi_index y_ns, pi_index y_cs, pi_index y_hs, pi_index y_ws, void *ws,
+                   pi_index ws_bytes);
 /* pi_u8s8_gemm with a float A (m x k, row stride x_rs bytes, columns
  * contiguous) quantized to u8 on the way into the packed panels, per tensor:
  * with x_scale > 0 by (x_scale, x_zero in [0, 255]) (QuantizeLinear), else by

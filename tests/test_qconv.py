@@ -18,38 +18,54 @@ from pyinfer import ops
 from pyinfer.backends import _native
 from pyinfer.backends.numpy_qconv import qconv2d_acc, qconv2d_ref
 
+from _variants import backend_variants, on_isa
+
 BACKENDS = ["numpy"] + (["c"] if _native.lib is not None else [])
+VARIANTS = [pytest.param("numpy", None, id="numpy")] + backend_variants("qconv2d")
+EDGE_CHANNELS = [1, 2, 3, 7, 8, 9, 16, 17, 31, 32, 33]
 
 
 @st.composite
 def geometries(draw):
-    groups = draw(st.sampled_from([1, 1, 2, 3, "depthwise"]))
-    cg = draw(st.integers(1, 4))
-    kg = draw(st.integers(1, 4))
-    if groups == "depthwise":
-        groups, cg, kg = draw(st.integers(2, 6)), 1, 1
+    """Random convolutions: channel counts at SIMD-width edges, depthwise with
+    and without a channel multiplier, kernels 1/3/5 and odd shapes, strides up
+    to 3, dilations, asymmetric pads, widths around the 8/16/32 vector edges."""
+    kind = draw(st.sampled_from(["dense", "dense", "grouped", "depthwise", "depthwise"]))
+    if kind == "dense":
+        groups, cg, kg = 1, draw(st.sampled_from(EDGE_CHANNELS)), draw(st.sampled_from(EDGE_CHANNELS))
+    elif kind == "grouped":
+        groups, cg, kg = draw(st.integers(2, 3)), draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    else:
+        groups, cg, kg = draw(st.sampled_from([1, 2, 7, 9, 17])), 1, draw(st.sampled_from([1, 1, 2, 3]))
     c, k = cg * groups, kg * groups
-    kh, kw = draw(st.sampled_from([(1, 1), (3, 3), (2, 3), (3, 1), (5, 5)]))
-    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    dilation = (draw(st.integers(1, 2)), 1)
+    kh, kw = draw(st.sampled_from([(1, 1), (3, 3), (3, 3), (2, 3), (3, 1), (1, 5), (5, 5)]))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
-    reach_h, reach_w = (kh - 1) * dilation[0] + 1, kw
-    h = draw(st.integers(max(1, reach_h - pads[0] - pads[2]), 9))
-    w = draw(st.integers(max(1, reach_w - pads[1] - pads[3]), 9))
+    reach_h, reach_w = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
+    h = draw(st.integers(max(1, reach_h - pads[0] - pads[2]), 12))
+    w = draw(st.one_of(st.integers(max(1, reach_w - pads[1] - pads[3]), 12),
+                       st.sampled_from([16, 17, 23, 31, 33, 40])))
     n = draw(st.integers(1, 2))
     return dict(n=n, c=c, k=k, h=h, w=w, kh=kh, kw=kw, groups=groups, stride=stride,
                 dilation=dilation, pads=pads)
 
 
-def _case(rng, g, per_channel):
+def _case(rng, g, per_channel, bits=8):
+    """bits 7: every |w - w_zero| <= 64 (the 7-bit AVX2 GEMM kernel applies)."""
     x = rng.integers(0, 256, (g["n"], g["c"], g["h"], g["w"]), dtype=np.uint8)
-    w = rng.integers(-128, 128, (g["k"], g["c"] // g["groups"], g["kh"], g["kw"]), dtype=np.int8)
-    xz = np.uint8(rng.integers(0, 256))
+    wshape = (g["k"], g["c"] // g["groups"], g["kh"], g["kw"])
     if per_channel:
         wz = rng.integers(-20, 21, g["k"]).astype(np.int8)
         ws = (rng.random(g["k"]) * 0.01 + 0.001).astype(np.float32)
     else:
         wz, ws = np.int8(rng.integers(-20, 21)), np.float32(0.004)
+    if bits == 7:
+        zb = np.broadcast_to(np.asarray(wz, np.int16).reshape(-1, 1, 1, 1), wshape)
+        w = (zb + rng.integers(-64, 65, wshape)).astype(np.int8)
+    else:
+        w = rng.integers(-128, 128, wshape, dtype=np.int8)
+    xz = np.uint8(rng.integers(0, 256))
     return x, w, xz, wz, np.float32(0.02), ws
 
 
@@ -64,24 +80,100 @@ def _expected(x, w, xz, wz, xs, ws, g, bias=None, activation=None, out_scale=Non
                        out_dtype=np.float32 if out_scale is None else np.uint8)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+def _input_layout(x, layout):
+    """The same values as x in another memory layout."""
+    if layout == "fortran":
+        return np.asfortranarray(x)
+    if layout == "strided":  # every other column of a wider buffer
+        big = np.zeros(x.shape[:3] + (2 * x.shape[3],), np.uint8)
+        big[..., ::2] = x
+        return big[..., ::2]
+    if layout == "reversed":  # negative strides
+        return np.ascontiguousarray(x[:, ::-1, ::-1])[:, ::-1, ::-1]
+    return x
+
+
+@pytest.mark.parametrize("backend,isa", VARIANTS)
 @settings(deadline=None, max_examples=60)
 @given(g=geometries(), seed=st.integers(0, 2**31), per_channel=st.booleans(),
-       requant=st.booleans())
-def test_qconv2d_bit_exact_vs_reference(backend, g, seed, per_channel, requant):
+       requant=st.booleans(), bits=st.sampled_from([7, 8]),
+       layout=st.sampled_from(["c", "c", "fortran", "strided", "reversed"]))
+def test_qconv2d_bit_exact_vs_reference(backend, isa, g, seed, per_channel, requant, bits,
+                                        layout):
     rng = np.random.default_rng(seed)
-    x, w, xz, wz, xs, ws = _case(rng, g, per_channel)
+    x, w, xz, wz, xs, ws = _case(rng, g, per_channel, bits)
     bias = rng.standard_normal(g["k"]).astype(np.float32) if seed % 2 else None
     act = "relu" if seed % 3 == 0 else None
     kw = dict(out_scale=np.float32(0.05), out_zero=np.uint8(seed % 256)) if requant else {}
     want = _expected(x, w, xz, wz, xs, ws, g, bias, act, **kw)
     oh, ow = want.shape[2:]
     out = np.full(want.shape, 0xAB if requant else np.nan, want.dtype)  # poisoned
-    got = ops.qconv2d(x, w, xz, wz, xs, ws, bias=bias, stride=g["stride"], padding=g["pads"],
-                      dilation=g["dilation"], groups=g["groups"], activation=act, out=out,
-                      backend=backend, **kw)
+    with on_isa(isa):
+        got = ops.qconv2d(_input_layout(x, layout), w, xz, wz, xs, ws, bias=bias,
+                          stride=g["stride"], padding=g["pads"], dilation=g["dilation"],
+                          groups=g["groups"], activation=act, out=out, backend=backend, **kw)
     assert got is out and got.shape == (g["n"], g["k"], oh, ow)
     np.testing.assert_array_equal(got, want)
+
+
+def _ukernel_params():
+    if _native.lib is None:
+        return []
+    from pyinfer.backends import c_quant
+    return [pytest.param(u.index, id=u.name) for u in c_quant.ukernels() if c_quant.runs(u.index)]
+
+
+@pytest.mark.parametrize("ukernel", _ukernel_params())
+@settings(deadline=None, max_examples=25)
+@given(g=geometries(), seed=st.integers(0, 2**31))
+def test_qconv2d_every_gemm_ukernel_int32(ukernel, g, seed):
+    """The implicit GEMM packs A panels in each micro-kernel's own layout (MR,
+    KU, element size): each one that runs here, int32 accumulators compared
+    with the exact reference (and float out for the epilogue path)."""
+    from pyinfer.backends import c_qconv, c_quant
+    rng = np.random.default_rng(seed)
+    bits = c_quant.ukernels()[ukernel].wb
+    x, w, xz, wz, xs, ws = _case(rng, g, True, bits)
+    wzv = np.broadcast_to(np.asarray(wz, np.int32).reshape(-1), (g["k"],))
+    want = qconv2d_acc(x, w, int(xz), wzv, stride=g["stride"], pads=g["pads"],
+                       dilation=g["dilation"], groups=g["groups"])
+    c_quant.force_ukernel(ukernel)
+    try:
+        qw = ops.qconv_weight(w, wz, groups=g["groups"])  # packed for the forced kernel
+        out = np.full(want.shape, -7, np.int32)
+        c_qconv.qconv2d(x, qw, int(xz), None, None, stride=g["stride"], pads=g["pads"],
+                        dilation=g["dilation"], activation=None, out_scale=None, out_zero=None,
+                        out=out)
+    finally:
+        c_quant.force_ukernel(None)
+    np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("isa", [v.values[1] for v in backend_variants("qconv2d")])
+@settings(deadline=None, max_examples=30)
+@given(g=geometries(), seed=st.integers(0, 2**31), act=st.sampled_from(["gelu", "sigmoid",
+                                                                        "tanh", "silu"]))
+def test_qconv2d_c_int32_and_smooth_activations(isa, g, seed, act):
+    """int32 out (ConvInteger) bit-exact; the smooth activations go through
+    the C vector math (within its documented few-ulp error of NumPy's)."""
+    from pyinfer.backends import c_qconv
+    rng = np.random.default_rng(seed)
+    x, w, xz, wz, xs, ws = _case(rng, g, True)
+    wzv = np.broadcast_to(np.asarray(wz, np.int32).reshape(-1), (g["k"],))
+    qw = ops.qconv_weight(w, wz, groups=g["groups"])
+    attrs = dict(stride=g["stride"], pads=g["pads"], dilation=g["dilation"])
+    want = qconv2d_acc(x, w, int(xz), wzv, groups=g["groups"], **attrs)
+    out = np.full(want.shape, -7, np.int32)
+    with on_isa(isa):
+        c_qconv.qconv2d(x, qw, int(xz), None, None, activation=None, out_scale=None,
+                        out_zero=None, out=out, **attrs)
+    np.testing.assert_array_equal(out, want)
+    want_f = _expected(x, w, xz, wz, xs, ws, g, activation=act)
+    with on_isa(isa):
+        got = ops.qconv2d(x, qw, xz, wz, xs, ws, stride=g["stride"], padding=g["pads"],
+                          dilation=g["dilation"], groups=g["groups"], activation=act,
+                          backend="c")
+    np.testing.assert_allclose(got, want_f, rtol=1e-5, atol=1e-6)
 
 
 def test_reference_padding_is_zero_after_correction():

@@ -12,7 +12,8 @@ int8 GEMM's epilogue (pyinfer/backends/numpy_quant.py) applied per output channe
 
 The weight operand is a ``QConvWeight``: the s8 (K, C/groups, KH, KW) weight,
 its per-channel zero points, and -- made once and kept -- the per-group GEMM
-weights (``QWeight`` of (C_g*KH*KW, K_g)) the im2col kernels multiply with.
+weights (``QWeight`` of (C_g*KH*KW, K_g)) the implicit-GEMM kernel multiplies
+with, and whatever packed forms a backend derives (``packed(key, make)``).
 Kernel signature (every backend)::
 
     qconv2d(x, w, x_zero, scale, bias, *, stride, pads, dilation, activation,
@@ -38,7 +39,7 @@ class QConvWeight:
     """An s8 conv weight ``w`` (K, C/groups, KH, KW) with zero points ``w_zero``
     (K,) int32, split in ``groups``.  Read-only once built."""
 
-    __slots__ = ("w", "w_zero", "groups", "_gemm", "_block", "_lock")
+    __slots__ = ("w", "w_zero", "groups", "_gemm", "_block", "_packed", "_lock")
 
     def __init__(self, w: np.ndarray, w_zero: np.ndarray, groups: int):
         w = np.array(w, S8, copy=True)
@@ -48,11 +49,23 @@ class QConvWeight:
         self.groups = int(groups)
         self._gemm = None
         self._block = None
+        self._packed: dict = {}
         self._lock = threading.Lock()
 
     @property
     def shape(self) -> tuple:
         return self.w.shape
+
+    def packed(self, key, make):
+        """A backend's derived form of this weight (``make(self)``), made once per key."""
+        p = self._packed.get(key)
+        if p is None:
+            with self._lock:
+                p = self._packed.get(key)
+                if p is None:
+                    p = make(self)
+                    self._packed[key] = p
+        return p
 
     def gemm_weights(self) -> tuple:
         """One ``QWeight`` per group: b = w_g as (K_g, KH, KW, C_g) reshaped to

@@ -9,24 +9,16 @@ w per tensor or per output channel (w_zero, w_scale of shape (K,)).  Results
 are exact in int32 before the epilogue, which is qgemm's (float32 arithmetic,
 QuantizeLinear's rounding for a u8 result).
 
-The ``c`` kernel is im2col + the C int8 GEMM.  The input is copied once to
-NHWC, padded with x_zero (so a padded tap adds ``x_zero - x_zero = 0`` after
-the GEMM's zero-point correction); for each image and group the windows are
-copied into a row-major (OH*OW, KH*KW*C_g) u8 matrix, one tap at a time (each
-copy moves C_g contiguous bytes per pixel), multiplied by the group's packed
-weight (rows ordered (ky, kx, c) to match) into an (OH*OW, K_g) block, and
-that block is transposed into the NCHW output.  Measured on 64 channels
-56x56 3x3 (same run): this layout 3.7 ms, a (C*9, OH*OW) matrix read through
-its transpose and written through strides 5.5 ms, a row-major NCHW im2col
-(3-byte inner copies) 8 ms more for the copy alone.  A 1x1, stride-1,
-unpadded convolution multiplies the NHWC input itself.  The kernel is
-registered here, next to the op, because it is only a loop over qgemm's.
+The ``c`` kernels (pyinfer/backends/c_qconv.py, csrc/pi_qconv.c) are one C
+call per convolution: a direct kernel for depthwise-like convolutions (one
+input channel per group) and an implicit GEMM over the int8 GEMM's packed
+weights and micro-kernels for the rest (A panels packed straight from an NHWC
+copy of the input, tiles stored into the NCHW output).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .. import registry
 from ..backends import numpy_qconv  # noqa: F401  (registers the reference kernel)
 from ..backends.numpy_qconv import QConvWeight
 from ..backends.numpy_quant import S8, U8
@@ -110,96 +102,13 @@ def qconv2d(x_u8, w_s8, x_zero, w_zero, x_scale, w_scale, bias=None, stride=1, p
                out_dtype, alias_ok=False)
 
 
-# ---- the c kernel: im2col + the C int8 GEMM ---------------------------------------------------
-
-def im2col(xh: np.ndarray, kh: int, kw: int, stride, dilation, oh: int, ow: int) -> np.ndarray:
-    """xh (Hp, Wp, C_g) u8, padded NHWC -> (OH*OW, KH*KW*C_g), rows ordered
-    (oy, ox), columns (ky, kx, c)."""
-    cg = xh.shape[2]
-    t = np.empty((oh, ow, kh, kw, cg), U8)
-    for i in range(kh):
-        y0 = i * dilation[0]
-        for j in range(kw):
-            x0 = j * dilation[1]
-            t[:, :, i, j] = xh[y0:y0 + (oh - 1) * stride[0] + 1:stride[0],
-                               x0:x0 + (ow - 1) * stride[1] + 1:stride[1]]
-    return t.reshape(oh * ow, kh * kw * cg)
-
-
 def _one_gemm(w) -> bool:
-    """Depthwise-like (one input channel per group): one GEMM with the
-    block-diagonal weight instead of ``groups`` GEMMs of a K_g-column weight
-    over KH*KW rows each (64 channels 56x56 3x3 depthwise, same run: 10.4 ms ->
-    3.1 ms; ONNX Runtime's direct depthwise kernel: 0.2 ms).  Only while the
-    joint k stays within the exact-accumulation limit."""
-    k, cg, kh, kw = w.shape
-    return w.groups > 1 and cg == 1 and w.groups * kh * kw <= MAX_K
+    """Kept for the QCONV lowering (pyinfer/graph/families/qconv.py), which
+    packs ``block_diagonal()`` when this is true: no C kernel multiplies by the
+    block-diagonal weight any more (depthwise-like convolutions run the direct
+    kernel), so never.  The lowering should call ``c_qconv.prepack``."""
+    return False
 
-
-def _c_qconv2d_supports(x, w, x_zero, scale, bias, *, stride, pads, dilation, activation,
-                        out_scale, out_zero, out):
-    from ..backends import c_quant
-    k, cg, kh, kw = w.shape
-    depthwise = _one_gemm(w)
-    sample = np.empty((1, (w.groups if depthwise else 1) * cg * kh * kw), U8)
-    for qw in ((w.block_diagonal(),) if depthwise else w.gemm_weights()):
-        why = c_quant._qgemm_supports(sample, qw, x_zero, scale, bias, activation=activation,
-                                      out_scale=out_scale, out_zero=out_zero,
-                                      out=np.empty((1, 1), out.dtype))
-        if why is not None:
-            return why
-    return None
-
-
-def _c_qconv2d(x, w, x_zero, scale, bias, *, stride, pads, dilation, activation, out_scale,
-               out_zero, out):
-    from ..backends import c_quant
-    n, c, h, wd = x.shape
-    k, cg, kh, kw = w.shape
-    groups = w.groups
-    kg = k // groups
-    oh, ow = out.shape[2:]
-    target = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
-    top, left, bottom, right = pads
-    direct = (kh, kw) == (1, 1) and stride == (1, 1) and pads == (0, 0, 0, 0)
-    xh = np.full((n, h + top + bottom, wd + left + right, c), x_zero, U8)
-    xh[:, top:top + h, left:left + wd] = x.transpose(0, 2, 3, 1)
-    kw_args = {"activation": activation, "out_scale": out_scale, "out_zero": out_zero}
-    if _one_gemm(w):
-        block = np.empty((oh * ow, k), out.dtype)
-        qw = w.block_diagonal()
-        for i in range(n):
-            a = xh[i].reshape(h * wd, c) if direct else \
-                im2col(xh[i], kh, kw, stride, dilation, oh, ow)
-            c_quant.qgemm(a, qw, x_zero, scale, bias, out=block, **kw_args)
-            target[i].reshape(k, oh * ow)[...] = block.T
-        if target is not out:
-            np.copyto(out, target)
-        return
-    block = np.empty((oh * ow, kg), out.dtype)
-    for g, qw in enumerate(w.gemm_weights()):
-        chans, outs = slice(g * cg, (g + 1) * cg), slice(g * kg, (g + 1) * kg)
-        s = None if scale is None else scale[outs]
-        b = None if bias is None else bias[outs]
-        for i in range(n):
-            if direct:
-                a = xh[i].reshape(h * wd, c)[:, chans]  # a strided view, no copy
-            else:
-                a = im2col(xh[i, :, :, chans], kh, kw, stride, dilation, oh, ow)
-            c_quant.qgemm(a, qw, x_zero, s, b, out=block, **kw_args)
-            target[i, outs].reshape(kg, oh * ow)[...] = block.T
-    if target is not out:
-        np.copyto(out, target)
-
-
-def _register_c() -> None:
-    from ..backends import _native
-    if _native.lib is not None:
-        registry.register("qconv2d", "c", supports=_c_qconv2d_supports,
-                          priority=20)(_c_qconv2d)
-
-
-_register_c()
 
 OPS = {"qconv2d": qconv2d, "qconv_weight": qconv_weight}
 

@@ -1,0 +1,189 @@
+"""int8 convolution against ONNX Runtime's QLinearConv and our fp32 conv2d.
+
+Contenders, per case (u8 NCHW input with zero point 128, s8 weights per
+output channel, 7-bit (|w| <= 64, what quantize_* make with reduce_range on
+AVX2 without VNNI, and what ORT's AVX2 kernel is exact for), bias, u8 output):
+
+* ``pyinfer-int8``: ``ops.qconv2d`` on a ``qconv_weight`` (packed once), u8 out;
+* ``ort-QLinearConv``: a one-node ONNX Runtime session, the weight an initializer;
+* ``pyinfer-fp32``: ``ops.conv2d`` on float32 data of the same shapes.
+
+Cases: depthwise 3x3 144ch 56x56; 3x3 64->64 56x56; 3x3 stride 2 128->128
+28x28; 1x1 256->64 56x56; batch 1 and 8.
+
+Run: pytest bench/test_bench_qconv.py --benchmark-only --bench-threads 2
+On a loaded machine run it as a script (threads 1 and 2 in one process):
+    python bench/test_bench_qconv.py [--threads 1 2] [--rounds 15] [--batch 1 8]
+It prints two tables: contenders alternated call by call (ORT with
+intra-op spinning off, medians of the rounds), and block-wise (20 calls of
+each, 3 repeats, ORT at its default spinning; the median of the per-block
+medians).  Ratios: pyinfer time / ORT time, and ORT / pyinfer (speedup).
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+import pyinfer
+from pyinfer import ops
+
+pytestmark = pytest.mark.benchmark(warmup=True, warmup_iterations=5, min_rounds=15,
+                                   max_time=2.0, disable_gc=True)
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+# name, (C, K, H=W, kernel, stride, groups)
+CASES = {
+    "dw3x3 144ch 56": (144, 144, 56, 3, 1, 144),
+    "3x3 64ch 56": (64, 64, 56, 3, 1, 1),
+    "3x3s2 128ch 28": (128, 128, 28, 3, 2, 1),
+    "1x1 256->64 56": (256, 64, 56, 1, 1, 1),
+}
+CONTENDERS = ["pyinfer-int8", "ort-QLinearConv", "pyinfer-fp32"]
+XS, XZ, YS, YZ = 0.02, 128, 0.05, 100
+
+
+def _data(case, batch):
+    c, k, hw, kk, stride, groups = CASES[case]
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (batch, c, hw, hw), dtype=np.uint8)
+    w = rng.integers(-64, 65, (k, c // groups, kk, kk), dtype=np.int8)
+    ws = (rng.random(k) * 0.004 + 0.001).astype(np.float32)
+    bias = rng.integers(-2000, 2000, k).astype(np.int32)
+    pad = kk // 2
+    return x, w, ws, bias, stride, pad, groups
+
+
+def _ort_session(case, batch, threads, spinning):
+    x, w, ws, bias, stride, pad, groups = _data(case, batch)
+    k, kk = w.shape[0], w.shape[2]
+    inits = [numpy_helper.from_array(np.array(XS, np.float32), "xs"),
+             numpy_helper.from_array(np.array(XZ, np.uint8), "xz"),
+             numpy_helper.from_array(w, "w"), numpy_helper.from_array(ws, "ws"),
+             numpy_helper.from_array(np.zeros(k, np.int8), "wz"),
+             numpy_helper.from_array(np.array(YS, np.float32), "ys"),
+             numpy_helper.from_array(np.array(YZ, np.uint8), "yz"),
+             numpy_helper.from_array(bias, "b")]
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
+                            ["y"], group=groups, pads=[pad] * 4, strides=[stride] * 2,
+                            kernel_shape=[kk, kk])
+    g = helper.make_graph([node], "qlc", [helper.make_tensor_value_info("x", TensorProto.UINT8,
+                                                                         list(x.shape))],
+                          [helper.make_tensor_value_info("y", TensorProto.UINT8, [None] * 4)],
+                          inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sess = ort.InferenceSession(model.SerializeToString(), so,
+                                providers=["CPUExecutionProvider"])
+    feed = {"x": x}
+    return lambda: sess.run(None, feed)
+
+
+def make(contender, case, batch, threads, spinning=False):
+    """A no-argument callable running one contender once (weights prepared)."""
+    x, w, ws, bias, stride, pad, groups = _data(case, batch)
+    if contender == "ort-QLinearConv":
+        return _ort_session(case, batch, threads, spinning)
+    if contender == "pyinfer-int8":
+        qw = ops.qconv_weight(w, 0, groups=groups)
+        fbias = (bias * (np.float32(XS) * ws)).astype(np.float32)
+        kw = dict(bias=fbias, stride=stride, padding=pad, groups=groups, out_scale=YS,
+                  out_zero=YZ)
+        out = ops.qconv2d(x, qw, XZ, None, XS, ws, **kw)  # packs the weight once
+        return lambda: ops.qconv2d(x, qw, XZ, None, XS, ws, out=out, **kw)
+    xf = (x.astype(np.float32) - XZ) * XS
+    wf = w.astype(np.float32) * ws.reshape(-1, 1, 1, 1)
+    fb = np.zeros(w.shape[0], np.float32)
+    out = ops.conv2d(xf, wf, fb, stride=stride, padding=pad, groups=groups)
+    return lambda: ops.conv2d(xf, wf, fb, stride=stride, padding=pad, groups=groups, out=out)
+
+
+@pytest.mark.parametrize("contender", CONTENDERS)
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("case", list(CASES))
+def test_qconv(benchmark, threads, case, batch, contender):
+    benchmark.group = f"qconv {case} batch {batch} ({threads} threads)"
+    pyinfer.set_num_threads(threads)
+    fn = make(contender, case, batch, threads, spinning=True)
+    fn()
+    benchmark(fn)
+
+
+def interleaved(fns, rounds):
+    """Medians (ms) of the contenders called one after another, round by round."""
+    for fn in fns.values():
+        for _ in range(3):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(v)) * 1e3 for name, v in times.items()}
+
+
+def blockwise(fns, calls=20, repeats=3):
+    """Median over repeats of each contender's median over a block of calls (ms)."""
+    for fn in fns.values():
+        for _ in range(3):
+            fn()
+    meds = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            ts = []
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t0)
+            meds[name].append(float(np.median(ts)))
+    return {name: float(np.median(v)) * 1e3 for name, v in meds.items()}
+
+
+def _row(case, batch, threads, med):
+    p, o, f = med["pyinfer-int8"], med["ort-QLinearConv"], med["pyinfer-fp32"]
+    return (f"| {case} | {batch} | {threads} | {p:.3f} | {o:.3f} | {f:.3f} | {p / o:.2f} | "
+            f"{o / p:.2f} | {f / p:.2f} |")
+
+
+def main(argv=None):
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--case", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--mode", choices=["interleaved", "blockwise", "both"], default="both")
+    opts = ap.parse_args(argv)
+    head = ("| case | batch | threads | pyinfer int8 ms | ORT QLinearConv ms | pyinfer fp32 ms | "
+            "pyinfer/ORT | ORT/pyinfer | fp32/int8 |\n|---|---|---|---|---|---|---|---|---|")
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, load "
+          f"{os.getloadavg()[0]:.1f}, ISA {pyinfer.backends._native.isa()}")
+    for mode in (["interleaved", "blockwise"] if opts.mode == "both" else [opts.mode]):
+        print(f"\n{mode}" + (" (ORT spinning off)" if mode == "interleaved" else
+                             " (ORT default spinning)"))
+        print(head)
+        for threads in opts.threads:
+            pyinfer.set_num_threads(threads)
+            for case in opts.case:
+                for batch in opts.batch:
+                    fns = {c: make(c, case, batch, threads, spinning=mode == "blockwise")
+                           for c in CONTENDERS}
+                    med = interleaved(fns, opts.rounds) if mode == "interleaved" else \
+                        blockwise(fns)
+                    print(_row(case, batch, threads, med), flush=True)
+    print(f"\nload {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
