@@ -421,6 +421,21 @@ int pi_dequantize_f32(int kind, pi_index outer, pi_index channels, pi_index inne
 /* Minimum and maximum of n contiguous floats (n >= 1; NaN is ignored unless
  * all are NaN). */
 int pi_f32_minmax(pi_index n, const float *x, float *lo, float *hi);
+/* pi_u8s8_gemm with a float A (m x k, row stride x_rs bytes, columns
+ * contiguous) quantized to u8 on the way into the packed panels, per tensor:
+ * with x_scale > 0 by (x_scale, x_zero in [0, 255]) (QuantizeLinear), else by
+ * the scale and zero point DynamicQuantizeLinear computes from A's range (NaN
+ * ignored).  The epilogue's scale is x_scale * w_scale[j] (float32; w_scale:
+ * n floats, NULL for PI_QOUT_S32).  x_params (or NULL) receives the scale and
+ * zero point used.  Workspace: pi_f32u8s8_gemm_workspace_bytes. */
+pi_index pi_f32u8s8_gemm_workspace_bytes(const void *packed_b, pi_index m);
+int pi_f32u8s8_gemm(pi_index m, pi_index n, pi_index k,
+                    const float *x, pi_index x_rs, float x_scale, int x_zero,
+                    const void *packed_b,
+                    int out_kind, const float *w_scale, const float *bias, int activation,
+                    float out_scale, int out_zero,
+                    void *c, pi_index c_rs, pi_index c_cs, float *x_params,
+                    void *ws, pi_index ws_bytes);
 /* Int8 convolution (csrc/pi_qconv.c): y = epilogue(conv(x - x_zero, w - w_zero)),
  * NCHW u8 x (any byte strides x_ns, x_cs, x_hs, x_ws), s32 accumulation (exact
  * for c/groups*kh*kw <= 32768), the epilogue and out_kind of pi_u8s8_gemm per
@@ -450,21 +465,6 @@ int pi_u8s8_conv2d(const pi_conv2d_shape *s, const unsigned char *x, pi_index x_
                    const float *bias, int activation, float out_scale, int out_zero, void *y,
                    pi_index y_ns, pi_index y_cs, pi_index y_hs, pi_index y_ws, void *ws,
                    pi_index ws_bytes);
-/* pi_u8s8_gemm with a float A (m x k, row stride x_rs bytes, columns
- * contiguous) quantized to u8 on the way into the packed panels, per tensor:
- * with x_scale > 0 by (x_scale, x_zero in [0, 255]) (QuantizeLinear), else by
- * the scale and zero point DynamicQuantizeLinear computes from A's range (NaN
- * ignored).  The epilogue's scale is x_scale * w_scale[j] (float32; w_scale:
- * n floats, NULL for PI_QOUT_S32).  x_params (or NULL) receives the scale and
- * zero point used.  Workspace: pi_f32u8s8_gemm_workspace_bytes. */
-pi_index pi_f32u8s8_gemm_workspace_bytes(const void *packed_b, pi_index m);
-int pi_f32u8s8_gemm(pi_index m, pi_index n, pi_index k,
-                    const float *x, pi_index x_rs, float x_scale, int x_zero,
-                    const void *packed_b,
-                    int out_kind, const float *w_scale, const float *bias, int activation,
-                    float out_scale, int out_zero,
-                    void *c, pi_index c_rs, pi_index c_cs, float *x_params,
-                    void *ws, pi_index ws_bytes);
 
 /* ---- block-sparse GEMM (csrc/pi_sparse.c) -------------------------------- */
 /* Y (m x n) = act(X (m x k) @ W (k x n) + bias), W block-sparse.  W is cut
