@@ -14,7 +14,11 @@
  * including this file into itself (PI_SP_BODY); any other block width, and
  * the portable ISA, take a plain C loop.  Register tile: MR rows x bc columns
  * with MR * bc / PI_VW <= 8 accumulators, so with the weight vectors and the
- * broadcast x the tile fits AVX2's 16 registers.
+ * broadcast x the tile fits AVX2's 16 registers.  Small tiles (m = 1, 2)
+ * spread consecutive block rows over several accumulator sets: at m = 1 the
+ * kernel is a GEMV that must stream the stored blocks at memory speed, and
+ * one set would make it wait on the FMA latency instead.  Block heights 1, 2,
+ * 4 and 8 have their row loop unrolled.
  *
  * Threads: panels are split into contiguous ranges of about equal stored
  * blocks (the work), one per thread, and only when the product is large
@@ -168,56 +172,91 @@ PI_EXPORT int pi_f32_bsr_gemm(pi_index m, pi_index n, pi_index k,
 
 #else /* PI_SP_BODY: the vector panel loop, once per width */
 
-/* acc += the block-row products of stored block e (rows past k skipped). */
-PI_VTARGET static inline __attribute__((always_inline)) void
-PI_VFN(sp_block)(const sp_args *s, const char *xi, int e, VF acc[8][2], const int MR, const int NV)
-{
-    const pi_index br = s->br, bc = NV * PI_VW, x_rs = s->x_rs, x_cs = s->x_cs;
-    pi_index r0 = (pi_index)s->indices[e] * br;
-    pi_index kr = s->k - r0 < br ? s->k - r0 : br;
-    const float *w = s->values + (pi_index)e * br * bc;
-    const char *xk = xi + r0 * x_cs;
-    for (pi_index kk = 0; kk < kr; kk++, w += bc, xk += x_cs) {
-        VF w0 = V_LOAD(w), w1 = NV > 1 ? V_LOAD(w + PI_VW) : w0;
-        for (int r = 0; r < MR; r++) {
-            VF xv = V_SET1(*(const float *)(xk + r * x_rs));
-            acc[r][0] = V_FMA(xv, w0, acc[r][0]);
-            if (NV > 1)
-                acc[r][1] = V_FMA(xv, w1, acc[r][1]);
-        }
-    }
-}
+/* Accumulator sets for an MR x NV tile: enough that the FMAs of consecutive
+ * block rows go to about 8 independent registers.  With one set a tile of
+ * m = 1 would be NV dependent chains paced by the FMA latency (4 cycles on
+ * Zen 3 and Skylake) while the loads could feed 2 FMAs a cycle. */
+#define PI_SP_SETS(MR, NV) ((MR) * (NV) >= 5 ? 1 : (MR) * (NV) >= 3 ? 2 : (MR) * (NV) == 2 ? 4 : 8)
 
-/* One MR x (NV*PI_VW) tile of Y at rows i0.., panel p.  MR and NV are
+/* Loops over accumulators unroll completely, so every acc[] index is a
+ * constant and the array becomes registers. */
+#define PI_SP_UNROLL _Pragma("GCC unroll 16")
+
+/* acc[set] += block row kk of the block at w, whose first row is x column xk */
+#define PI_SP_ROW(set, kk)                                                               \
+    do {                                                                                \
+        VF w0 = V_LOAD(w + (kk) * bc), w1 = NV > 1 ? V_LOAD(w + (kk) * bc + PI_VW) : w0; \
+        PI_SP_UNROLL for (int r = 0; r < MR; r++) {                                     \
+            VF xv = V_SET1(*(const float *)(xk + r * x_rs + (kk) * x_cs));              \
+            const int j = ((set) * MR + r) * NV;                                        \
+            acc[j] = V_FMA(xv, w0, acc[j]);                                             \
+            if (NV > 1)                                                                 \
+                acc[j + 1] = V_FMA(xv, w1, acc[j + 1]);                                 \
+        }                                                                               \
+    } while (0)
+
+/* One MR x (NV*PI_VW) tile of Y at rows i0.., panel p.  MR, NV and BR are
  * constants at every call site, so the accumulator arrays live in registers
- * and the row loops unroll.  Small tiles (<= 4 accumulators) alternate two
- * accumulator sets between blocks: two FMA chains per register instead of
- * one, so the FMA latency (4 cycles) is not what bounds m = 1 and 2. */
+ * and every loop over them unrolls.  BR > 0: blocks of exactly BR rows (the
+ * caller checked that k is a multiple of it), the row loop unrolled and
+ * consecutive block rows -- across blocks when BR < SETS -- rotating through
+ * the accumulator sets.  BR == 0: any block height, the last block row
+ * possibly cut by k, each block into one set. */
 PI_VTARGET static inline __attribute__((always_inline)) void
-PI_VFN(sp_tile)(const sp_args *s, pi_index p, pi_index i0, const int MR, const int NV)
+PI_VFN(sp_tile)(const sp_args *s, pi_index p, pi_index i0, const int MR, const int NV,
+                const int BR)
 {
-    VF acc[8][2], acc2[8][2];
-    const int two = MR * NV <= 4;
-    for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++)
-            acc[r][v] = acc2[r][v] = V_ZERO();
-    const pi_index bc = NV * PI_VW;
-    const char *xi = s->x + i0 * s->x_rs;
+    const int SETS = PI_SP_SETS(MR, NV);
+    /* blocks per step: every set gets at least one block row */
+    const int U = BR == 0 ? SETS : BR >= SETS ? 1 : SETS / BR;
+    /* set q, row r, vector v at acc[(q * MR + r) * NV + v] */
+    VF acc[8];
+    PI_SP_UNROLL for (int j = 0; j < SETS * MR * NV; j++)
+        acc[j] = V_ZERO();
+    const pi_index bc = NV * PI_VW, x_rs = s->x_rs, x_cs = s->x_cs;
+    const pi_index br = BR ? BR : s->br, bsize = br * bc;
+    const char *xi = s->x + i0 * x_rs;
+    const int *idx = s->indices;
     int e = s->indptr[p], e1 = s->indptr[p + 1];
-    if (two) {
-        for (; e + 1 < e1; e += 2) {
-            PI_VFN(sp_block)(s, xi, e, acc, MR, NV);
-            PI_VFN(sp_block)(s, xi, e + 1, acc2, MR, NV);
+    const float *wp = s->values + (pi_index)e * bsize;
+    for (; e + U <= e1; e += U, wp += U * bsize) {
+        PI_SP_UNROLL for (int u = 0; u < U; u++) {
+            pi_index r0 = (pi_index)idx[e + u] * br;
+            const float *w = wp + u * bsize;
+            const char *xk = xi + r0 * x_cs;
+            if (BR) {
+                PI_SP_UNROLL for (int kk = 0; kk < BR; kk++)
+                    PI_SP_ROW((u * BR + kk) % SETS, kk);
+            } else {
+                pi_index kr = s->k - r0 < br ? s->k - r0 : br;
+                for (pi_index kk = 0; kk < kr; kk++)
+                    PI_SP_ROW(u, kk);
+            }
         }
     }
-    for (; e < e1; e++)
-        PI_VFN(sp_block)(s, xi, e, acc, MR, NV);
-    if (two)
-        for (int r = 0; r < MR; r++)
-            for (int v = 0; v < NV; v++)
-                acc[r][v] = V_ADD(acc[r][v], acc2[r][v]);
-    /* epilogue in registers; a partial last panel goes through a buffer so
-     * neither bias nor y is touched past column n */
+    for (; e < e1; e++, wp += bsize) {
+        pi_index r0 = (pi_index)idx[e] * br;
+        const float *w = wp;
+        const char *xk = xi + r0 * x_cs;
+        if (BR) {
+            PI_SP_UNROLL for (int kk = 0; kk < BR; kk++)
+                PI_SP_ROW(kk % SETS, kk);
+        } else {
+            pi_index kr = s->k - r0 < br ? s->k - r0 : br;
+            for (pi_index kk = 0; kk < kr; kk++)
+                PI_SP_ROW(0, kk);
+        }
+    }
+    /* The sums leave the registers before the epilogue: its activation is a
+     * call, across which every vector register is clobbered, and accumulators
+     * live across it were spilled for the whole loop (an m = 3 or 4 tile
+     * then ran at the speed of a store-to-load chain). */
+    PI_SP_UNROLL for (int j = 0; j < MR * NV; j++) {
+        PI_SP_UNROLL for (int q = 1; q < SETS; q++)
+            acc[j] = V_ADD(acc[j], acc[q * MR * NV + j]);
+    }
+    /* epilogue; a partial last panel goes through a buffer so neither bias
+     * nor y is touched past column n */
     pi_index c0 = p * bc;
     pi_index nc = s->n - c0 < bc ? s->n - c0 : bc;
     float bbuf[2 * PI_VW], ybuf[2 * PI_VW];
@@ -234,7 +273,7 @@ PI_VFN(sp_tile)(const sp_args *s, pi_index p, pi_index i0, const int MR, const i
         float *yr = (float *)(s->y + (i0 + r) * s->y_rs) + c0;
         float *dst = nc < bc ? ybuf : yr;
         for (int v = 0; v < NV; v++) {
-            VF t = acc[r][v];
+            VF t = acc[r * NV + v];
             if (b)
                 t = V_ADD(t, V_LOAD(b + v * PI_VW));
             V_STORE(dst + v * PI_VW, PI_VFN(act_ps)(t, s->act));
@@ -244,37 +283,64 @@ PI_VFN(sp_tile)(const sp_args *s, pi_index p, pi_index i0, const int MR, const i
     }
 }
 
-/* Rows in tiles of MR (the largest that keeps <= 8 accumulators), the
- * remainder by a smaller constant tile. */
-#define PI_SP_ROWS(NV, MRMAX)                                                            \
-    do {                                                                                \
-        pi_index i = 0;                                                                 \
-        for (; i + MRMAX <= s->m; i += MRMAX)                                           \
-            PI_VFN(sp_tile)(s, p, i, MRMAX, NV);                                        \
-        switch (s->m - i) {                                                             \
-        case 7: PI_VFN(sp_tile)(s, p, i, 7, NV); break;                                 \
-        case 6: PI_VFN(sp_tile)(s, p, i, 6, NV); break;                                 \
-        case 5: PI_VFN(sp_tile)(s, p, i, 5, NV); break;                                 \
-        case 4: PI_VFN(sp_tile)(s, p, i, 4, NV); break;                                 \
-        case 3: PI_VFN(sp_tile)(s, p, i, 3, NV); break;                                 \
-        case 2: PI_VFN(sp_tile)(s, p, i, 2, NV); break;                                 \
-        case 1: PI_VFN(sp_tile)(s, p, i, 1, NV); break;                                 \
-        default: break;                                                                 \
-        }                                                                               \
-    } while (0)
+#undef PI_SP_ROW
 
+/* Every tile shape its own function: with several sharing one, GCC's
+ * register allocator kept some accumulators of the small tiles in memory
+ * (a load and a store per FMA: m = 3 ran 2.5x slower than m = 4). */
+typedef void (*PI_VFN(sp_tile_fn))(const sp_args *, pi_index, pi_index);
+#define PI_SP_TILE(MR, NV, BR)                                                           \
+    PI_VTARGET static void PI_VFN(sp_tile_##MR##_##NV##_##BR)(const sp_args *s, pi_index p, \
+                                                              pi_index i0)              \
+    {                                                                                   \
+        PI_VFN(sp_tile)(s, p, i0, MR, NV, BR);                                          \
+    }
+/* tiles of 1..8 rows by one vector, 1..4 rows by two: <= 8 accumulators */
+#define PI_SP_TILES(BR)                                                                  \
+    PI_SP_TILE(1, 1, BR) PI_SP_TILE(2, 1, BR) PI_SP_TILE(3, 1, BR) PI_SP_TILE(4, 1, BR)  \
+    PI_SP_TILE(5, 1, BR) PI_SP_TILE(6, 1, BR) PI_SP_TILE(7, 1, BR) PI_SP_TILE(8, 1, BR)  \
+    PI_SP_TILE(1, 2, BR) PI_SP_TILE(2, 2, BR) PI_SP_TILE(3, 2, BR) PI_SP_TILE(4, 2, BR)
+PI_SP_TILES(0)
+PI_SP_TILES(1)
+PI_SP_TILES(2)
+PI_SP_TILES(4)
+PI_SP_TILES(8)
+#define PI_SP_ROW_OF(BR)                                                                 \
+    {NULL, PI_VFN(sp_tile_1_1_##BR), PI_VFN(sp_tile_2_1_##BR), PI_VFN(sp_tile_3_1_##BR),   \
+     PI_VFN(sp_tile_4_1_##BR), PI_VFN(sp_tile_5_1_##BR), PI_VFN(sp_tile_6_1_##BR),         \
+     PI_VFN(sp_tile_7_1_##BR), PI_VFN(sp_tile_8_1_##BR)},                                 \
+    {NULL, PI_VFN(sp_tile_1_2_##BR), PI_VFN(sp_tile_2_2_##BR), PI_VFN(sp_tile_3_2_##BR),   \
+     PI_VFN(sp_tile_4_2_##BR)}
+/* [block height: 0 (any), 1, 2, 4, 8][vectors a panel - 1][rows] */
+static const PI_VFN(sp_tile_fn) PI_VFN(sp_tiles)[5][2][9] = {
+    {PI_SP_ROW_OF(0)}, {PI_SP_ROW_OF(1)}, {PI_SP_ROW_OF(2)}, {PI_SP_ROW_OF(4)}, {PI_SP_ROW_OF(8)}};
+
+/* Panels [p0, p1): rows in tiles of the largest height with <= 8
+ * accumulators, the remainder by one smaller tile.  Blocks of 1, 2, 4 or 8
+ * rows with k a multiple of it take the tiles with the row loop unrolled;
+ * any other height, or a k that cuts the last block row, the general ones. */
 PI_VTARGET static void PI_VFN(sp_panels)(const sp_args *s, pi_index p0, pi_index p1)
 {
-    if (s->bc == PI_VW) {
-        for (pi_index p = p0; p < p1; p++)
-            PI_SP_ROWS(1, 8);
-    } else {
-        PI_ASSERT(s->bc == 2 * PI_VW);
-        for (pi_index p = p0; p < p1; p++)
-            PI_SP_ROWS(2, 4);
+    PI_ASSERT(s->bc == PI_VW || s->bc == 2 * PI_VW);
+    const int nv = s->bc == PI_VW ? 1 : 2, mr = nv == 1 ? 8 : 4;
+    int h = 0;
+    if (s->k % s->br == 0)
+        h = s->br == 1 ? 1 : s->br == 2 ? 2 : s->br == 4 ? 3 : s->br == 8 ? 4 : 0;
+    const PI_VFN(sp_tile_fn) *tiles = PI_VFN(sp_tiles)[h][nv - 1];
+    PI_VFN(sp_tile_fn) full = tiles[mr], rest = tiles[s->m % mr];
+    const pi_index m_full = s->m - s->m % mr;
+    for (pi_index p = p0; p < p1; p++) {
+        for (pi_index i = 0; i < m_full; i += mr)
+            full(s, p, i);
+        if (rest)
+            rest(s, p, m_full);
     }
 }
 
-#undef PI_SP_ROWS
+#undef PI_SP_ROW_OF
+#undef PI_SP_TILES
+#undef PI_SP_TILE
+#undef PI_SP_SETS
+#undef PI_SP_UNROLL
 
 #endif /* PI_SP_BODY */

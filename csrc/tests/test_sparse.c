@@ -1,9 +1,11 @@
 /* Standalone differential test of pi_f32_bsr_gemm (no Python).
  *
  * For every ISA this CPU runs (vector paths for 8- and 16-wide blocks, the
- * portable path for the rest), 1 and 2 threads: block shapes 1x8, 4x16, 2x16,
- * 3x8, 1x32, 3x5, 8x8; m = 1..9 and 13 (every register-tile remainder); k and
- * n on, below and above block edges and primes; block densities 1, 0.5, 0.05
+ * portable path for the rest), 1 and 2 threads: block shapes 1x8, 1x16, 2x8,
+ * 2x16, 4x8, 4x16, 8x8, 8x16 (every unrolled block height with both widths),
+ * 3x8, 1x32, 3x5; m = 1..9 and 13 (every register-tile remainder); k and n on,
+ * below and above block edges and primes, k up to 64 so that a panel holds
+ * more blocks than one unrolled step takes; block densities 1, 0.5, 0.05
  * and 0 (no stored block: Y = act(bias)); strided and transposed x; every
  * activation, with and without bias -- against a naive loop in double over
  * the dense matrix the blocks describe.  Y is poisoned with NaN and the
@@ -138,9 +140,10 @@ static void run_case(pi_index m, pi_index n, pi_index k, pi_index br, pi_index b
 
 int main(void)
 {
-    static const pi_index blocks[][2] = {{1, 8}, {4, 16}, {2, 16}, {3, 8}, {1, 32}, {3, 5}, {8, 8}};
+    static const pi_index blocks[][2] = {{1, 8}, {1, 16}, {2, 8}, {2, 16}, {4, 8}, {4, 16},
+                                         {8, 8}, {8, 16}, {3, 8}, {1, 32}, {3, 5}};
     static const pi_index ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13};
-    static const pi_index ks[] = {1, 7, 8, 16, 17};
+    static const pi_index ks[] = {1, 7, 8, 16, 17, 40, 64};
     static const pi_index ns[] = {1, 8, 15, 16, 33};
     static const double dens[] = {1.0, 0.5, 0.05, 0.0};
     int detected = pi_isa_detected();
