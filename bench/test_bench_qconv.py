@@ -4,7 +4,11 @@ Contenders, per case (u8 NCHW input with zero point 128, s8 weights per
 output channel, 7-bit (|w| <= 64, what quantize_* make with reduce_range on
 AVX2 without VNNI, and what ORT's AVX2 kernel is exact for), bias, u8 output):
 
-* ``pyinfer-int8``: ``ops.qconv2d`` on a ``qconv_weight`` (packed once), u8 out;
+* ``pyinfer-int8``: ``ops.qconv2d`` on a ``qconv_weight`` (packed once), u8 out
+  (the eager op: its argument checks cost tens of microseconds a call);
+* ``pyinfer-int8-graph``: the same one-node QLinearConv model as ORT's, loaded
+  by ``pyinfer.load`` and run by an ``Interpreter`` (QCONV, weights packed at
+  plan time): the per-call cost a model sees;
 * ``ort-QLinearConv``: a one-node ONNX Runtime session, the weight an initializer;
 * ``pyinfer-fp32``: ``ops.conv2d`` on float32 data of the same shapes.
 
@@ -44,7 +48,7 @@ CASES = {
     "3x3s2 128ch 28": (128, 128, 28, 3, 2, 1),
     "1x1 256->64 56": (256, 64, 56, 1, 1, 1),
 }
-CONTENDERS = ["pyinfer-int8", "ort-QLinearConv", "pyinfer-fp32"]
+CONTENDERS = ["pyinfer-int8", "pyinfer-int8-graph", "ort-QLinearConv", "pyinfer-fp32"]
 XS, XZ, YS, YZ = 0.02, 128, 0.05, 100
 
 
@@ -59,7 +63,7 @@ def _data(case, batch):
     return x, w, ws, bias, stride, pad, groups
 
 
-def _ort_session(case, batch, threads, spinning):
+def _qlinearconv_model(case, batch):
     x, w, ws, bias, stride, pad, groups = _data(case, batch)
     k, kk = w.shape[0], w.shape[2]
     inits = [numpy_helper.from_array(np.array(XS, np.float32), "xs"),
@@ -76,7 +80,11 @@ def _ort_session(case, batch, threads, spinning):
                                                                          list(x.shape))],
                           [helper.make_tensor_value_info("y", TensorProto.UINT8, [None] * 4)],
                           inits)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), {"x": x}
+
+
+def _ort_session(case, batch, threads, spinning):
+    model, feed = _qlinearconv_model(case, batch)
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1
@@ -85,7 +93,6 @@ def _ort_session(case, batch, threads, spinning):
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(model.SerializeToString(), so,
                                 providers=["CPUExecutionProvider"])
-    feed = {"x": x}
     return lambda: sess.run(None, feed)
 
 
@@ -94,6 +101,11 @@ def make(contender, case, batch, threads, spinning=False):
     x, w, ws, bias, stride, pad, groups = _data(case, batch)
     if contender == "ort-QLinearConv":
         return _ort_session(case, batch, threads, spinning)
+    if contender == "pyinfer-int8-graph":
+        model, feed = _qlinearconv_model(case, batch)
+        it = pyinfer.Interpreter(pyinfer.load(model), threads=threads)
+        outs = it.run(feed)
+        return lambda: it.run(feed, outputs=outs)
     if contender == "pyinfer-int8":
         qw = ops.qconv_weight(w, 0, groups=groups)
         fbias = (bias * (np.float32(XS) * ws)).astype(np.float32)
@@ -151,9 +163,10 @@ def blockwise(fns, calls=20, repeats=3):
 
 
 def _row(case, batch, threads, med):
-    p, o, f = med["pyinfer-int8"], med["ort-QLinearConv"], med["pyinfer-fp32"]
-    return (f"| {case} | {batch} | {threads} | {p:.3f} | {o:.3f} | {f:.3f} | {p / o:.2f} | "
-            f"{o / p:.2f} | {f / p:.2f} |")
+    p, gr, o, f = (med["pyinfer-int8"], med["pyinfer-int8-graph"], med["ort-QLinearConv"],
+                   med["pyinfer-fp32"])
+    return (f"| {case} | {batch} | {threads} | {p:.3f} | {gr:.3f} | {o:.3f} | {f:.3f} | "
+            f"{p / o:.2f} | {o / p:.2f} | {gr / o:.2f} | {o / gr:.2f} | {f / p:.2f} |")
 
 
 def main(argv=None):
@@ -165,8 +178,9 @@ def main(argv=None):
     ap.add_argument("--case", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--mode", choices=["interleaved", "blockwise", "both"], default="both")
     opts = ap.parse_args(argv)
-    head = ("| case | batch | threads | pyinfer int8 ms | ORT QLinearConv ms | pyinfer fp32 ms | "
-            "pyinfer/ORT | ORT/pyinfer | fp32/int8 |\n|---|---|---|---|---|---|---|---|---|")
+    head = ("| case | batch | threads | int8 op ms | int8 graph ms | ORT ms | fp32 ms | "
+            "op/ORT | ORT/op | graph/ORT | ORT/graph | fp32/int8 op |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, load "
           f"{os.getloadavg()[0]:.1f}, ISA {pyinfer.backends._native.isa()}")
     for mode in (["interleaved", "blockwise"] if opts.mode == "both" else [opts.mode]):

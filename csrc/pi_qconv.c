@@ -146,21 +146,47 @@ PI_TARGET_AVX2 static void pairs_avx2(pi_index n, const unsigned char *lo,
 }
 #endif
 
+#if PI_X86
+/* Stride 2: words j of phase p read columns 2j + p; n words from lo/hi rows
+ * already offset to the first column, 16 at a time while 32 bytes can be
+ * read.  Returns the words done. */
+PI_TARGET_AVX2 static pi_index pairs_s2_avx2(pi_index n, pi_index avail,
+                                             const unsigned char *lo, const unsigned char *hi,
+                                             int x_zero, unsigned *dst)
+{
+    const __m128i even = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i vz = _mm_set1_epi8((char)x_zero);
+    pi_index i = 0;
+    for (; i + 16 <= n && 2 * i + 32 <= avail; i += 16) {
+        __m128i a = vz, b = vz;
+        if (lo) {
+            const __m128i l0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(lo + 2 * i)), even);
+            const __m128i l1 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(lo + 2 * i + 16)), even);
+            a = _mm_unpacklo_epi64(l0, l1);
+        }
+        if (hi) {
+            const __m128i h0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(hi + 2 * i)), even);
+            const __m128i h1 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(hi + 2 * i + 16)), even);
+            b = _mm_unpacklo_epi64(h0, h1);
+        }
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(a, b)));
+        _mm256_storeu_si256((__m256i *)(dst + i + 8),
+                            _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(a, b)));
+    }
+    return i;
+}
+#endif
+
 /* Buffer row of phase p from padded rows r (lo) and r + dh (hi): lo and hi
  * point at the input rows, NULL where the row is padding. */
-static void dw_build_row(const dw_geom *g, int p, const unsigned char *lo,
-                         const unsigned char *hi, pi_index x_ws, unsigned *dst)
+static void dw_build_row(const dw_geom *g, int p, pi_index j0, pi_index j1,
+                         const unsigned char *lo, const unsigned char *hi, pi_index x_ws,
+                         unsigned *dst)
 {
     const pi_conv2d_shape *s = g->s;
     const unsigned zz = (unsigned)g->x_zero;
     const unsigned pad = zz | zz << 16;
     pi_index j = 0;
-    /* columns j*sw + p - pad_l inside [0, w): j in [j0, j1) */
-    pi_index j0 = s->pad_l - p > 0 ? cdiv(s->pad_l - p, s->sw) : 0;
-    pi_index j1 = s->w + s->pad_l - p > 0 ? cdiv(s->w + s->pad_l - p, s->sw) : 0;
-    if (j0 > g->wb) j0 = g->wb;
-    if (j1 > g->wb) j1 = g->wb;
-    if (j1 < j0) j1 = j0;
     for (; j < j0; j++) dst[j] = pad;
 #if PI_X86
     if (s->sw == 1 && x_ws == 1 && pi_current_isa >= PI_ISA_AVX2 && (lo || hi)) {
@@ -168,6 +194,11 @@ static void dw_build_row(const dw_geom *g, int p, const unsigned char *lo,
         pairs_avx2(j1 - j0, lo ? lo + ix0 : NULL, hi ? hi + ix0 : NULL, g->x_zero,
                             dst + j0);
         j = j1;
+    }
+    if (s->sw == 2 && x_ws == 1 && pi_current_isa >= PI_ISA_AVX2 && (lo || hi)) {
+        const pi_index ix0 = 2 * j0 + p - s->pad_l; /* >= 0 */
+        j += pairs_s2_avx2(j1 - j0, s->w - ix0, lo ? lo + ix0 : NULL, hi ? hi + ix0 : NULL,
+                           g->x_zero, dst + j0);
     }
 #endif
     for (; j < j1; j++) {
@@ -183,15 +214,22 @@ static void dw_build(const dw_geom *g, const unsigned char *xp, pi_index x_hs, p
                      unsigned *buf)
 {
     const pi_conv2d_shape *s = g->s;
-    for (int p = 0; p < s->sw; p++)
+    for (int p = 0; p < s->sw; p++) {
+        /* columns j*sw + p - pad_l inside [0, w): j in [j0, j1) */
+        pi_index j0 = s->pad_l - p > 0 ? cdiv(s->pad_l - p, s->sw) : 0;
+        pi_index j1 = s->w + s->pad_l - p > 0 ? cdiv(s->w + s->pad_l - p, s->sw) : 0;
+        if (j0 > g->wb) j0 = g->wb;
+        if (j1 > g->wb) j1 = g->wb;
+        if (j1 < j0) j1 = j0;
         for (pi_index r = 0; r < g->hp; r++) {
             if (!g->need[r])
                 continue;
             const pi_index ya = r - s->pad_t, yb = r + s->dh - s->pad_t;
             const unsigned char *lo = ya >= 0 && ya < s->h ? xp + ya * x_hs : NULL;
             const unsigned char *hi = yb >= 0 && yb < s->h ? xp + yb * x_hs : NULL;
-            dw_build_row(g, p, lo, hi, x_ws, buf + p * g->plane + r * g->wb);
+            dw_build_row(g, p, j0, j1, lo, hi, x_ws, buf + p * g->plane + r * g->wb);
         }
+    }
 }
 
 /* One output plane from the buffer, portable. */
