@@ -80,12 +80,12 @@ static const pi_gemm_ukernel *pi_gemm_select_stream(pi_index elem_size, pi_index
 
 static pi_index round64(pi_index x) { return (x + 63) / 64 * 64; }
 
-#ifndef PI_GEMM_PACKED_PASS_RULE_M
+/* Packed B calls of up to this many rows pick the kernel by sliver passes
+ * (pi_gemm_select_packed); taller ones run the default kernel (measured
+ * equal at 122..1024 rows, Zen 3). */
 #define PI_GEMM_PACKED_PASS_RULE_M 16
-#endif
-#ifndef PI_GEMM_PACKED_MIN_FLOPS
-#define PI_GEMM_PACKED_MIN_FLOPS (2.0 * 64 * 64 * 64)
-#endif
+/* Below this work (pi_gemm_packed_threads) a packed call runs on one thread. */
+#define PI_GEMM_PACKED_MIN_WORK 2e6
 
 /* NC as the loops use it: whole NR slivers (guards a list entry that is not). */
 static pi_index pi_gemm_nc(const pi_gemm_ukernel *u)
@@ -185,35 +185,56 @@ static const pi_gemm_ukernel *pi_gemm_packed_ukernel(const pi_gemm_packed_hdr *h
     return u;
 }
 
+static pi_index pi_gemm_packed_kc(const pi_gemm_ukernel *u, pi_index m, pi_index k);
+
 /* One thread's packed A block: at most MC x KC, clamped to the problem. */
 static pi_index pi_gemm_packed_slot_bytes(const pi_gemm_ukernel *u, pi_index m, pi_index k)
 {
     pi_index mr = (m + u->mr - 1) / u->mr * u->mr;
     pi_index mc = mr < u->mc ? mr : u->mc;
-    pi_index kc = k < u->kc ? k : u->kc;
+    pi_index kc = pi_gemm_packed_kc(u, m, k);
     return round64((mc > 0 ? mc : 1) * (kc > 0 ? kc : 1) * u->elem_size);
 }
 
-/* Split N when the busiest thread's share of micro-kernel calls is no larger
- * than with M split (ties go to N: each B sliver then streams through one core
- * only). */
+/* Split N or M by the busiest thread's work, counted in micro-kernel calls
+ * over all of K, with the packing of one MR-row panel of A counted as one
+ * call (the scalar packing of MR x K elements takes about as long as the
+ * MR x NR x K multiply-adds): split N packs all of A in every thread.  Ties
+ * go to N (each B sliver then streams through one core only). */
 static int pi_gemm_packed_split_n(const pi_gemm_ukernel *u, pi_index m, pi_index n, int nt)
 {
     pi_index nsl = (n + u->nr - 1) / u->nr, panels = (m + u->mr - 1) / u->mr;
-    return (nsl + nt - 1) / nt * panels <= (panels + nt - 1) / nt * nsl;
+    pi_index per_n = (nsl + nt - 1) / nt * panels + panels;
+    pi_index per_m = (panels + nt - 1) / nt * (nsl + 1);
+    return per_n <= per_m;
 }
 
-/* Threads for one packed call: one below PI_GEMM_PACKED_MIN_FLOPS (waking a
- * sleeping OpenMP worker costs more than it saves), at most one per sliver or
- * panel of the split dimension. */
+/* Threads for one packed call: one below PI_GEMM_PACKED_MIN_WORK (waking a
+ * sleeping OpenMP worker, 7-30 us on the 2-core development VM, costs more
+ * than it saves), at most one per sliver or panel of the split dimension.
+ * The work counts the flops and twice the bytes of B: at small M the call
+ * streams B and takes the time of its bytes, not of its flops. */
 static int pi_gemm_packed_threads(const pi_gemm_ukernel *u, pi_index m, pi_index n, pi_index k)
 {
     int nt = pi_num_threads < 1 ? 1 : pi_num_threads;
-    if (2.0 * (double)m * (double)n * (double)k < PI_GEMM_PACKED_MIN_FLOPS)
+    double work = 2.0 * (double)m * (double)n * (double)k +
+                  2.0 * (double)k * (double)n * (double)u->elem_size;
+    if (nt == 1 || work < PI_GEMM_PACKED_MIN_WORK)
         return 1;
     pi_index units = pi_gemm_packed_split_n(u, m, n, nt) ? (n + u->nr - 1) / u->nr
                                                          : (m + u->mr - 1) / u->mr;
     return units < nt ? (int)(units > 0 ? units : 1) : nt;
+}
+
+/* The k block of a packed call: all of K when each B sliver is read by one
+ * pass of the kernel (m <= MR: no sliver to keep in L1 for a next pass, and
+ * C is read and written once), else even blocks of at most KC. */
+static pi_index pi_gemm_packed_kc(const pi_gemm_ukernel *u, pi_index m, pi_index k)
+{
+    if (m <= u->mr || k <= u->kc)
+        return k;
+    pi_index nkb = (k + u->kc - 1) / u->kc;
+    return (k + nkb - 1) / nkb;
 }
 
 PI_EXPORT pi_index pi_gemm_packed_b_bytes(int elem_size, pi_index m, pi_index k, pi_index n)

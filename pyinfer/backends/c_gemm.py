@@ -178,7 +178,7 @@ class PackedB:
     rows (any m works; m picks the register tile).  Keeps B itself, to pack
     it again if the ISA in force changes (tests lower it)."""
 
-    __slots__ = ("b", "m", "dtype", "_buf", "ptr")
+    __slots__ = ("b", "m", "dtype", "_buf", "ptr", "_ws")
 
     def __init__(self, b: np.ndarray, m: int):
         if b.ndim != 2 or b.dtype not in (_F32, _F64):
@@ -202,7 +202,14 @@ class PackedB:
         pack = lib.pi_f32_gemm_pack_b if f32 else lib.pi_f64_gemm_pack_b
         check(pack(self.m, k, n, _ptr(b, f32), b.strides[0], b.strides[1], ptr, nbytes),
               "pack_b")
-        self._buf, self.ptr = buf, ptr
+        self._buf, self.ptr, self._ws = buf, ptr, {}
+
+    def workspace_bytes(self, m: int) -> int:
+        """Workspace a call of m rows needs at the thread count in force; kept
+        per m (a call that finds it short, threads raised since, asks again)."""
+        nbytes = lib.pi_gemm_packed_workspace_bytes(self.ptr, m)
+        self._ws[m] = nbytes
+        return nbytes
 
     @property
     def ukernel(self) -> str:
@@ -219,26 +226,33 @@ def gemm_packed(a, b: PackedB, bias, residual, *, alpha, activation, out):
     """out (M, N) = act(alpha * a (M, K) @ b + bias (N,) + residual (M, N)) with b
     packed by ``pack_b``; the plan's form of ``gemm`` for constant weights.
     Trusts its caller (the plan checked shapes and dtypes when it chose the c
-    gemm): a and residual any strides, bias contiguous or None."""
+    gemm): a and residual any strides, bias contiguous or None.  Per call it
+    does only what the arrays of this run need (~2 us of Python)."""
     f32 = out.dtype == _F32
-    fn = lib.pi_f32_gemm_packed if f32 else lib.pi_f64_gemm_packed
-    a, residual = _fit(a), _fit(residual)
+    if not a.flags.aligned:
+        a = np.ascontiguousarray(a)
     target = out if out.flags.aligned else np.empty(out.shape, out.dtype)
     m = a.shape[0]
     if residual is None:
-        rp, sr = ffi.NULL, (0, 0)
+        rp, r_rs, r_cs = ffi.NULL, 0, 0
     else:
-        rp, sr = _ptr(residual, f32), residual.strides
-    bp = ffi.NULL if bias is None else _ptr(bias, f32)
-    act = ACTIVATION_CODES[activation]
-    for _ in range(2):
-        ws, ws_size = _workspace(lib.pi_gemm_packed_workspace_bytes(b.ptr, m))
-        status = fn(m, alpha, _ptr(a, f32), a.strides[0], a.strides[1], b.ptr, bp,
-                    rp, sr[0], sr[1], act, _ptr(target, f32), target.strides[0],
-                    target.strides[1], ws, ws_size)
-        if status != lib.PI_ERR_UNSUPPORTED:
-            break
-        b._pack()  # packed for an ISA no longer in force
+        residual = _fit(residual)
+        rp, (r_rs, r_cs) = _ptr(residual, f32), residual.strides
+    args = (m, alpha, _ptr(a, f32), a.strides[0], a.strides[1], b.ptr,
+            ffi.NULL if bias is None else _ptr(bias, f32), rp, r_rs, r_cs,
+            ACTIVATION_CODES[activation], _ptr(target, f32), target.strides[0],
+            target.strides[1])
+    fn = lib.pi_f32_gemm_packed if f32 else lib.pi_f64_gemm_packed
+    ws_bytes = b._ws.get(m)
+    if ws_bytes is None:
+        ws_bytes = b.workspace_bytes(m)
+    status = fn(*args, *_workspace(ws_bytes))
+    if status == lib.PI_ERR_WORKSPACE:  # more threads than when ws_bytes was asked
+        status = fn(*args, *_workspace(b.workspace_bytes(m)))
+    elif status == lib.PI_ERR_UNSUPPORTED:  # packed for an ISA no longer in force
+        b._pack()
+        args = args[:5] + (b.ptr,) + args[6:]
+        status = fn(*args, *_workspace(b.workspace_bytes(m)))
     if status:
         check(status, "gemm")
     if target is not out:
