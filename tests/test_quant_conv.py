@@ -369,6 +369,27 @@ def test_ort_qdq_cnn_becomes_qconv_and_matches_ort(tmp_path, per_channel, activa
         assert np.abs(got - want).max() <= step * 1.0001
 
 
+def test_ort_dynamic_cnn_fuses_into_run_time_scaled_qconvs(tmp_path):
+    quant = pytest.importorskip("onnxruntime.quantization")
+    src, dst = tmp_path / "f32.onnx", tmp_path / "dyn.onnx"
+    onnx.save(_cnn(seed=12, bn=False), src)
+    quant.quantize_dynamic(str(src), str(dst), weight_type=quant.QuantType.QUInt8)
+    model = onnx.load(dst)
+    assert "ConvInteger" in [n.op_type for n in model.graph.node]
+    it = pyinfer.Interpreter(pyinfer.load(str(dst)))
+    kernels = [s.kernel for s in it.plan.steps]
+    # ConvInteger + Cast + Mul + bias Add (+ Relu) -> one QCONV per conv
+    assert sum("qconv2d[run-time x_scale]" in k for k in kernels) == 5, it.explain()
+    assert not any("cast" in k for k in kernels), it.explain()
+    qconvs = [s.node for s in it.plan.steps if "qconv2d" in s.kernel]
+    assert sum(n.attrs["activation"] == "relu" for n in qconvs) == 2
+    for feed in _feeds(16, n=2):
+        (got,) = it.run(feed)
+        (want,) = _ort_run(model, feed)
+        # the same int32 accumulator, scaled and biased in float32 by both
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
+
+
 # ---- export ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", ["dynamic", "static"])

@@ -15,6 +15,11 @@ constants that no rule took):
   adds B to the int32 accumulator instead: the two differ in float32 rounding
   only).  The conv's activation joins the epilogue when QCONV has it (not
   clip: that, and a residual input, follow as float nodes).
+* ONNX Runtime's dynamic form: ``DynamicQuantizeLinear(x) -> ConvInteger ->
+  Cast(float) -> Mul(., Mul(x_scale, w_scale))`` -> QCONV with a float result
+  and DynamicQuantizeLinear's run-time scale (``quantize_dynamic``'s form).
+* epilogue: a float QCONV without bias absorbs a following Add of a
+  per-channel constant (the bias), then an activation QCONV has.
 * requantize (``absorb_requantize``): ``QuantizeLinear(QCONV(... out float))``
   with a constant scalar scale and a u8 zero point, the float result read by
   nothing else -> QCONV out "u8": the next int8 conv reads u8 straight from
@@ -34,7 +39,7 @@ from ...backends.numpy_ref import ACTIVATIONS as EPILOGUE_ACTIVATIONS
 from ..ir import Graph, Node, Op, Value
 from ._util import finish, is_output, make_node, note, place, producer, users
 
-U8, S8, S32 = np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.int32)
+U8, S8, S32, F32 = (np.dtype(t) for t in (np.uint8, np.int8, np.int32, np.float32))
 
 
 def _per_tensor(v) -> bool:
@@ -165,6 +170,92 @@ def _requantize(graph: Graph, node: Node, use) -> bool:
     return True
 
 
+def _channel_values(v: Value, k: int):
+    """(K,) float32 of a constant that is one value per output channel (shape
+    (), (1,), (K,1,1) or (1,K,1,1)), else None."""
+    if v is None or not v.is_constant or v.dtype.kind != "f":
+        return None
+    shape = tuple(v.shape)
+    if v.size == 1 and len(shape) <= 4:
+        return np.full(k, np.float32(v.data.reshape(-1)[0]), np.float32)
+    if shape in ((k, 1, 1), (1, k, 1, 1)):
+        return np.ascontiguousarray(v.data, np.float32).reshape(k)
+    return None
+
+
+def _single_user(graph, use, v):
+    cons = use.get(v, [])
+    return None if is_output(graph, v) or len(cons) != 1 else cons[0]
+
+
+def _fuse_dynamic(graph: Graph, node: Node, use) -> bool:
+    """ONNX Runtime's dynamic conv: ``DynamicQuantizeLinear(x) -> ConvInteger
+    (QCONV out int32) -> Cast(float) -> Mul(., Mul(x_scale, w_scale))`` ->
+    one QCONV with a float result and the run-time x_scale."""
+    at = node.attrs
+    x, w, w_scale, w_zero, bias, x_scale, x_zero = (list(node.inputs) + [None] * 7)[:7]
+    dql = producer(x, Op.DYNAMIC_QUANTIZE_LINEAR)
+    if at.get("out") != "int32" or dql is None or x_zero is not dql.outputs[2]:
+        return False
+    k = w.shape[0]
+    cast = _single_user(graph, use, node.outputs[0])
+    if cast is None or cast.op is not Op.CAST or np.dtype(cast.attrs.get("dtype")) != np.float32:
+        return False
+    mul = _single_user(graph, use, cast.outputs[0])
+    if mul is None or mul.op is not Op.MUL or \
+            tuple(mul.outputs[0].shape) != tuple(node.outputs[0].shape):
+        return False
+    other = mul.inputs[1] if mul.inputs[0] is cast.outputs[0] else mul.inputs[0]
+    smul = producer(other, Op.MUL)
+    if smul is None:
+        return False
+    p, q = smul.inputs
+    ws = q if p is dql.outputs[1] else p if q is dql.outputs[1] else None
+    ws_k = _channel_values(ws, k)
+    if ws_k is None:
+        return False
+    ins = [x, w, graph.constant(ws_k, name=f"{node.name}_w_scale"), w_zero, None,
+           dql.outputs[1], x_zero]
+    fused = place(graph, make_node(graph, Op.QCONV, ins, dict(at, out="float", activation=None),
+                                   name=f"{node.name}_dynamic",
+                                   fused_from=(node.name, cast.name, mul.name)), mul)
+    graph.replace_uses(mul.outputs[0], fused.outputs[0])
+    return True
+
+
+def _absorb_epilogue(graph: Graph, node: Node, use) -> bool:
+    """A float QCONV without bias or activation takes a following Add of a
+    per-channel constant (the bias) and then an activation."""
+    at = node.attrs
+    if at.get("out") != "float" or at.get("activation") is not None:
+        return False
+    ins = (list(node.inputs) + [None] * 7)[:7]
+    k = ins[1].shape[0]
+    last, chain = node.outputs[0], []
+    c = _single_user(graph, use, last)
+    if ins[4] is None and c is not None and c.op is Op.ADD and c.inputs[0] is not c.inputs[1] \
+            and tuple(c.outputs[0].shape) == tuple(last.shape) and c.outputs[0].dtype == F32:
+        b = _channel_values(c.inputs[1] if c.inputs[0] is last else c.inputs[0], k)
+        if b is not None:
+            ins[4] = graph.constant(b, name=f"{node.name}_bias")
+            last, chain = c.outputs[0], [c]
+    c = _single_user(graph, use, last)
+    from .cnn import ACTIVATIONS
+    if c is not None and ACTIVATIONS.get(c.op) in EPILOGUE_ACTIVATIONS:
+        at = dict(at, activation=ACTIVATIONS[c.op])
+        last = c.outputs[0]
+        chain.append(c)
+    if not chain:
+        return False
+    while ins[-1] is None:
+        ins.pop()
+    new = place(graph, make_node(graph, Op.QCONV, ins, at, name=node.name,
+                                 fused_from=tuple(node.fused_from or (node.name,)) +
+                                 tuple(n.name for n in chain)), chain[-1])
+    graph.replace_uses(last, new.outputs[0])
+    return True
+
+
 def absorb_requantize(graph: Graph) -> None:
     """Every float-output QCONV read only by a QuantizeLinear to u8 with
     constant per-tensor parameters requantizes in its epilogue instead."""
@@ -181,4 +272,10 @@ def qdq_conv(graph: Graph) -> None:
         changed |= _fuse(graph, conv)
     if changed:
         finish(graph)
+    for rule in (_fuse_dynamic, _absorb_epilogue):
+        changed = False
+        for node in [n for n in graph.nodes if n.op is Op.QCONV]:
+            changed |= rule(graph, node, users(graph))
+        if changed:
+            finish(graph)
     absorb_requantize(graph)
