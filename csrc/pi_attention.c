@@ -12,14 +12,15 @@
  * small copy, never a transpose of the whole tensor.  Then, for every MR = 6
  * query rows: one 6 x NR micro-kernel (12 accumulators) computes their
  * scores against each K panel; each row gets scale, mask, max, exp and sum
- * (pi_vmath.h's exp); the same micro-kernel multiplies the rows by each V
- * panel.  The block is sized so that packed K and V stay in L2
+ * (the exp of pi_vmath.h, minus what an argument that is never positive
+ * does not need: attn_expneg_ps); the same micro-kernel multiplies the rows
+ * by each V panel.  The block is sized so that packed K and V stay in L2
  * (PI_ATTN_KV_BYTES); with more keys than one block the online-softmax
  * ("flash") update keeps a running max m, sum l and unnormalised output O
  * per row: m' = max(m, rowmax), O = O exp(m - m') + P V,
  * l = l exp(m - m') + sum(P), out = O / l after the last block.  With one
- * block (BERT-sized sequences) P is normalised before P V, the order of the
- * reference, and the K/V panels stay packed across a thread's consecutive
+ * block (BERT-sized sequences) the row of P V is scaled by 1/sum as it is
+ * stored, and the K/V panels stay packed across a thread's consecutive
  * chunks of the same head.
  *
  * float64 and the portable float32 path: one query row at a time in double
@@ -158,6 +159,57 @@ static void attn_pack_kt(pi_index kn, pi_index d, const float *k, pi_index rs, p
             dst[c * nr] = 0.0f;
     }
 }
+
+#if PI_X86
+/* attn_pack_kt for a unit column stride: 8 keys x 8 features at a time,
+ * transposed in registers (the scalar loop's strided stores cost ~10% of a
+ * BERT-sized head).  AVX2, so the AVX-512 path uses it too. */
+PI_TARGET_AVX2 static void attn_pack_kt_avx2(pi_index kn, pi_index d, const float *k,
+                                             pi_index rs, int nr, float *kp)
+{
+    const pi_index j8 = kn & ~(pi_index)7, d8 = d & ~(pi_index)7;
+    for (pi_index j = 0; j < j8; j += 8) {
+        float *panel = kp + (j / nr) * d * nr + j % nr;
+        const float *src = k + j * rs;
+        for (pi_index c = 0; c < d8; c += 8) {
+            __m256 r0 = _mm256_loadu_ps(src + c), r1 = _mm256_loadu_ps(src + rs + c);
+            __m256 r2 = _mm256_loadu_ps(src + 2 * rs + c), r3 = _mm256_loadu_ps(src + 3 * rs + c);
+            __m256 r4 = _mm256_loadu_ps(src + 4 * rs + c), r5 = _mm256_loadu_ps(src + 5 * rs + c);
+            __m256 r6 = _mm256_loadu_ps(src + 6 * rs + c), r7 = _mm256_loadu_ps(src + 7 * rs + c);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *dst = panel + c * nr;
+            _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(dst + nr, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(dst + 2 * nr, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(dst + 3 * nr, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(dst + 4 * nr, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(dst + 5 * nr, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(dst + 6 * nr, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(dst + 7 * nr, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+        for (pi_index jj = 0; jj < 8; jj++)
+            for (pi_index c = d8; c < d; c++)
+                panel[c * nr + jj] = src[jj * rs + c];
+    }
+    const pi_index np = (kn + nr - 1) / nr;
+    for (pi_index j = j8; j < np * nr; j++) {
+        float *dst = kp + (j / nr) * d * nr + j % nr;
+        if (j < kn)
+            for (pi_index c = 0; c < d; c++)
+                dst[c * nr] = k[j * rs + c];
+        else
+            for (pi_index c = 0; c < d; c++)
+                dst[c * nr] = 0.0f;
+    }
+}
+#endif
 
 /* kn rows of v as panels of nr columns: panel p holds kn rows of columns
  * p*nr .. p*nr+nr-1, zero past dv. */
@@ -498,6 +550,31 @@ PI_VTARGET static float PI_VFN(attn_scores_f32)(pi_index n, float *s, float scal
     return V_HMAX(V_MAX(mx0, mx1));
 }
 
+/* exp(x) for the softmax's x = s - max <= 0 (or NaN): pi_vmath.h's
+ * exp_ps polynomial and range reduction, with 2^n built in one step and no
+ * upper clamp -- what an argument that is never positive allows.  Below
+ * -87.3 (results under FLT_MIN, 1e-38 of the row's largest term) it returns
+ * 0, and so exp(-inf) = 0; NaN stays NaN; a positive x (only a +inf or NaN
+ * max, whose row is NaN anyway) is not reduced correctly. */
+PI_VTARGET static inline VF PI_VFN(attn_expneg_ps)(VF x)
+{
+    const VF lo = V_SET1(-87.3365478515625f);
+    VM tiny = V_LT(x, lo);
+    x = V_MAX(lo, x); /* NaN passes */
+    VF n = V_RINT(V_MUL(x, V_SET1(1.44269504088896341f)));
+    VF r = V_FNMA(n, V_SET1(0.693359375f), x);
+    r = V_FNMA(n, V_SET1(-2.12194440e-4f), r);
+    VF p = V_SET1(1.9875691500e-4f);
+    p = V_FMA(p, r, V_SET1(1.3981999507e-3f));
+    p = V_FMA(p, r, V_SET1(8.3334519073e-3f));
+    p = V_FMA(p, r, V_SET1(4.1665795894e-2f));
+    p = V_FMA(p, r, V_SET1(1.6666665459e-1f));
+    p = V_FMA(p, r, V_SET1(5.0000001201e-1f));
+    p = V_ADD(V_FMA(p, V_MUL(r, r), r), V_SET1(1.0f));
+    VF scale = V_CASTI(VI_SLLI(VI_ADD(V_CVTI(n), VI_SET1(127)), 23));
+    return V_SEL(tiny, V_MUL(p, scale), V_ZERO());
+}
+
 /* s[j] = exp(s[j] - mu) for j < n; returns their sum. */
 PI_VTARGET static float PI_VFN(attn_exp_f32)(pi_index n, float *s, float mu)
 {
@@ -505,38 +582,26 @@ PI_VTARGET static float PI_VFN(attn_exp_f32)(pi_index n, float *s, float mu)
     VF s0 = V_ZERO(), s1 = V_ZERO();
     pi_index j = 0;
     for (; j + 2 * PI_VW <= n; j += 2 * PI_VW) {
-        VF e0 = PI_VFN(exp_ps)(V_SUB(V_LOAD(s + j), vm));
-        VF e1 = PI_VFN(exp_ps)(V_SUB(V_LOAD(s + j + PI_VW), vm));
+        VF e0 = PI_VFN(attn_expneg_ps)(V_SUB(V_LOAD(s + j), vm));
+        VF e1 = PI_VFN(attn_expneg_ps)(V_SUB(V_LOAD(s + j + PI_VW), vm));
         V_STORE(s + j, e0);
         V_STORE(s + j + PI_VW, e1);
         s0 = V_ADD(s0, e0);
         s1 = V_ADD(s1, e1);
     }
     for (; j + PI_VW <= n; j += PI_VW) {
-        VF e = PI_VFN(exp_ps)(V_SUB(V_LOAD(s + j), vm));
+        VF e = PI_VFN(attn_expneg_ps)(V_SUB(V_LOAD(s + j), vm));
         V_STORE(s + j, e);
         s0 = V_ADD(s0, e);
     }
     if (j < n) {
         const VTM tail = V_TAIL((int)(n - j));
-        VF e = PI_VFN(exp_ps)(V_SUB(V_MLOAD(s + j, tail), vm));
+        VF e = PI_VFN(attn_expneg_ps)(V_SUB(V_MLOAD(s + j, tail), vm));
         e = V_SEL(V_TAIL_VM(tail), V_ZERO(), e);
         V_MSTORE(s + j, tail, e);
         s1 = V_ADD(s1, e);
     }
     return V_HSUM(V_ADD(s0, s1));
-}
-
-PI_VTARGET static void PI_VFN(attn_mul_f32)(pi_index n, float *s, float r)
-{
-    const VF vr = V_SET1(r);
-    pi_index j = 0;
-    for (; j + PI_VW <= n; j += PI_VW)
-        V_STORE(s + j, V_MUL(V_LOAD(s + j), vr));
-    if (j < n) {
-        const VTM tail = V_TAIL((int)(n - j));
-        V_MSTORE(s + j, tail, V_MUL(V_MLOAD(s + j, tail), vr));
-    }
 }
 
 /* One task: query rows [i0, i1) of head (b, h). */
@@ -559,7 +624,10 @@ PI_VTARGET static void PI_VFN(attn_task_f32)(const attn_args *g, pi_index t, att
         const pi_index npk = (kn + nr - 1) / nr;
         const int first = kbi == 0;
         if (!single || w->packed_bh != bhi) {
-            attn_pack_kt(kn, d, k + j0 * g->ks[2], g->ks[2], g->ks[3], nr, w->kp);
+            if (g->ks[3] == 1)
+                attn_pack_kt_avx2(kn, d, k + j0 * g->ks[2], g->ks[2], nr, w->kp);
+            else
+                attn_pack_kt(kn, d, k + j0 * g->ks[2], g->ks[2], g->ks[3], nr, w->kp);
             attn_pack_v(kn, dv, v + j0 * g->vs[2], g->vs[2], g->vs[3], nr, w->vp);
             w->packed_bh = single ? bhi : -1;
         }
@@ -589,9 +657,11 @@ PI_VTARGET static void PI_VFN(attn_task_f32)(const attn_args *g, pi_index t, att
                 }
                 const float mx = PI_VFN(attn_scores_f32)(kn, sr, g->scale32, mk);
                 if (single) {
-                    /* all -inf: exp gives zeros, 0 * (1/0) the reference's NaN */
+                    /* 1/sum scales the row of P v as it is stored (one pass less
+                     * than normalising P); all -inf: exp gives zeros, and
+                     * 0 * (1/0) is the reference's NaN */
                     float sum = PI_VFN(attn_exp_f32)(kn, sr, mx == -INFINITY ? 0.0f : mx);
-                    PI_VFN(attn_mul_f32)(kn, sr, 1.0f / sum);
+                    w->alpha[r] = 1.0f / sum;
                 } else {
                     const pi_index ri = i - i0 + r;
                     const float mo = first ? -INFINITY : w->rm[ri];
@@ -610,12 +680,13 @@ PI_VTARGET static void PI_VFN(attn_task_f32)(const attn_args *g, pi_index t, att
                     const float *tr = w->tile + r * nr;
                     if (single) {
                         float *orow = o + (i + r) * g->os[2] + c0 * g->os[3];
+                        const float rs = w->alpha[r];
                         if (g->os[3] == 1)
                             for (pi_index c = 0; c < cols; c++)
-                                orow[c] = tr[c];
+                                orow[c] = tr[c] * rs;
                         else
                             for (pi_index c = 0; c < cols; c++)
-                                orow[c * g->os[3]] = tr[c];
+                                orow[c * g->os[3]] = tr[c] * rs;
                     } else {
                         float *acc = w->o + (i - i0 + r) * ldo + c0;
                         const float al = w->alpha[r];
