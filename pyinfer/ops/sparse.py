@@ -12,7 +12,7 @@ import numpy as np
 from ..backends import numpy_sparse  # noqa: F401  (registers the reference kernel)
 from ..backends.numpy_ref import ACTIVATIONS
 from ..errors import dtype_error, shape_error
-from ._args import as_float_array, broadcast_shape, check_backend, check_out, result_dtype
+from ._args import as_float_array, broadcast_shape, check_out, result_dtype
 from ._dispatch import run
 
 _BSR = None
@@ -47,7 +47,11 @@ def sparse_gemm(x, w_bsr, bias=None, activation=None, out=None, backend=None) ->
     if not isinstance(w_bsr, bsr.BSRMatrix):
         raise shape_error("w_bsr", "a BSRMatrix (pyinfer.ops.to_bsr(w, block))",
                           type(w_bsr).__name__, op)
-    dtype = result_dtype(op, x=x, w_bsr=w_bsr.data, bias=bias)
+    if type(x) is np.ndarray and x.dtype == w_bsr.dtype and (
+            bias is None or (type(bias) is np.ndarray and bias.dtype == x.dtype)):
+        dtype = x.dtype  # the usual call; what result_dtype would say, without its scan
+    else:
+        dtype = result_dtype(op, x=x, w_bsr=w_bsr.data, bias=bias)
     x = as_float_array(x, "x", op, dtype)
     k, n = w_bsr.shape
     if x.ndim < 1 or x.shape[-1] != k:
@@ -57,15 +61,15 @@ def sparse_gemm(x, w_bsr, bias=None, activation=None, out=None, backend=None) ->
         raise shape_error("activation", f"None or one of {ACTIVATIONS}", repr(activation), op)
     if bias is not None:
         bias = as_float_array(bias, "bias", op, dtype)
-        if bias.ndim > 1 or broadcast_shape(op, bias=bias.shape, out=(n,)) != (n,):
-            raise shape_error("bias", f"a shape broadcastable to ({n},)", bias.shape, op)
-        bias = np.ascontiguousarray(np.broadcast_to(bias, (n,)))
+        if bias.shape != (n,) or not bias.flags.c_contiguous:
+            if bias.ndim > 1 or broadcast_shape(op, bias=bias.shape, out=(n,)) != (n,):
+                raise shape_error("bias", f"a shape broadcastable to ({n},)", bias.shape, op)
+            bias = np.ascontiguousarray(np.broadcast_to(bias, (n,)))
     if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise dtype_error("x", "float32 or float64", dtype, op)
     w = w_bsr.astype(dtype)
     shape = x.shape[:-1] + (n,)
-    check_backend(backend, op)
-    out = check_out(out, shape, dtype, op)
+    out = check_out(out, shape, dtype, op)  # here: o2 below reshapes it (run checks backend)
     x2 = x.reshape(-1, k)
     attrs = {"activation": activation}
     o2 = None if out is None else out.reshape(-1, n)
