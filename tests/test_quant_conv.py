@@ -142,6 +142,9 @@ def test_plan_runs_int8_kernels_with_fused_epilogues(mode):
     # bias + relu stay in the int8 epilogue; the residual add + relu is one float kernel
     assert sum(n.attrs["activation"] == "relu" for n in qconvs) == 2
     assert not any(n.op is Op.BATCH_NORM for n in q.nodes)
+    # explain() names what each int8 conv took in: not the float residual add + relu
+    assert any({"c1", "bn1", "relu1"} <= set(n.fused_from) for n in qconvs)
+    assert not any({"add", "relu3"} & set(n.fused_from) for n in qconvs)
     if mode == "dynamic":
         assert "run-time x_scale" in text
         # r1 feeds the depthwise and the grouped conv: quantized once

@@ -221,7 +221,7 @@ def quantize_dynamic(graph: Graph, per_channel: bool = True,
     g = _prepare(graph)
     cands = _candidates(g, nodes, min_macs)
     reduced = _resolve_reduce_range(g, reduce_range, cands)
-    quantized: dict = {}
+    quantized: dict = {"origin": {n.name: n for n in graph.nodes}}
     for node in cands:
         if node.op is Op.CONV:
             _rewrite_conv(g, node, per_channel, "dynamic", quantized, reduce_range=reduced)
@@ -328,7 +328,7 @@ def quantize_static(graph: Graph, calibration_data, method: str = "minmax",
             a = by_name[node.name].inputs[0]
             seen.setdefault(node.name, []).append(a.data if a.is_constant else env[a])
     reduced = _resolve_reduce_range(g, reduce_range, cands)
-    quantized: dict = {}
+    quantized: dict = {"origin": {n.name: n for n in graph.nodes}}
     for node in cands:
         lo, hi = _range(seen[node.name], method)
         s, z = dynamic_params(lo, hi)
@@ -402,7 +402,8 @@ def quantize_conv_weight(w: np.ndarray, per_channel: bool = True, reduce_range: 
 
 def _quantized_input(graph: Graph, x: Value, mode: str, params, cache: dict, anchor: Node):
     """(x_u8, x_scale, x_zero) Values for conv input ``x``: one quantize node
-    per input value (and, static, per range), shared by its convs."""
+    per input value (and, static, per range), shared by its convs (``cache``;
+    its "origin" entry holds the graph's nodes before the cnn pass)."""
     key = (id(x), mode, None if params is None else (float(params[0]), int(params[1])))
     if key in cache:
         return cache[key]
@@ -450,8 +451,10 @@ def _rewrite_conv(graph: Graph, node: Node, per_channel: bool, mode: str, cache:
                                [xq, graph.constant(wq, name=f"{node.name}_wq"),
                                 graph.constant(ws, name=f"{node.name}_wscale"), None, bias_v,
                                 xs, xz], attrs,
-                               name=f"{node.name}_int8", fused_from=node.fused_from or
-                               (node.name,)), node)
+                               name=f"{node.name}_int8",
+                               fused_from=_in_epilogue(node, residual, in_epilogue != act,
+                                                       cache.get("origin", {}))),
+              node)
     old = node.outputs[0]
     y = q.outputs[0]
 
@@ -479,6 +482,25 @@ def _int32_grid(bias: np.ndarray, scale: np.ndarray) -> np.ndarray:
     if not np.all(np.abs(q) < 2 ** 31):
         return bias
     return (q.astype(np.int32).astype(np.float32) * scale).astype(np.float32)
+
+
+def _in_epilogue(node: Node, residual, act_outside: bool, origin: dict) -> tuple:
+    """The names the int8 conv really took in, for ``explain()``: the conv's
+    ``fused_from`` less the residual Add and the activation nodes, which now run
+    as float nodes.  ``origin``: the graph's nodes by name before the cnn pass."""
+    from ..graph.passes.cnn import ACTIVATIONS as CNN_ACTIVATIONS
+    act_ops = set(CNN_ACTIVATIONS) | {Op.MAXIMUM, Op.MINIMUM}
+    names = list(node.fused_from or (node.name,))
+
+    def dropped(name):
+        n = origin.get(name)
+        if n is None or name == node.name:
+            return False
+        if n.op in act_ops:
+            return act_outside
+        return residual is not None and n.op is Op.ADD and \
+            not any(v is not None and v.is_constant for v in n.inputs)
+    return tuple(nm for nm in names if not dropped(nm)) or (node.name,)
 
 
 def _float_activation(graph: Graph, then, y: Value, act: str, at: dict) -> Value:
