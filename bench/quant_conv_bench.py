@@ -145,16 +145,18 @@ def ort_table(threads, rounds, size=64):
     p, o = _interleaved([lambda: it.run(feed), lambda: quiet.run(None, feed)], rounds)
     blocks = {"pyinfer": [], "ORT": []}
     for _ in range(3):
-        for name, fn in (("pyinfer", lambda: it.run(feed)), ("ORT", lambda: default.run(None, feed))):
+        for name, fn in (("pyinfer", lambda: it.run(feed)),
+                         ("ORT", lambda: default.run(None, feed))):
             fn()
             t = time.perf_counter()
             for _ in range(20):
                 fn()
             blocks[name].append((time.perf_counter() - t) / 20)
+    step = min(float(onnx.numpy_helper.to_array(i)) for i in model.graph.initializer
+               if i.name.startswith("logits") and i.name.endswith("scale"))
     print(f"\nResNet-18 QDQ by ORT, {size}x{size} batch 1, {threads} thread(s), {nq} int8 conv "
           f"steps, load average {os.getloadavg()[0]:.1f}; max |pyinfer - ORT| "
-          f"{np.abs(y - yo).max():.3g} (output step "
-          f"{min(float(onnx.numpy_helper.to_array(i)) for i in model.graph.initializer if i.name.startswith('logits') and i.name.endswith('scale')):.3g})")
+          f"{np.abs(y - yo).max():.3g} (output step {step:.3g})")
     print("| measurement | pyinfer ms | ORT ms | ORT / pyinfer |")
     print("|---|---|---|---|")
     print(f"| interleaved, median of {rounds} | {p * 1e3:.2f} | {o * 1e3:.2f} | {o / p:.2f} |")

@@ -55,8 +55,9 @@ def _cnn(seed=0, batch=1, clip=False, bn=True):
     conv("x", "c1", 3, 8, 3)
     if bn:
         nodes.append(helper.make_node(
-            "BatchNormalization", ["c1", c("g", rng.uniform(0.5, 1, 8)), c("b", rng.normal(0, .1, 8)),
-                                   c("m", rng.normal(0, .1, 8)), c("v", rng.uniform(.5, 1.5, 8))],
+            "BatchNormalization",
+            ["c1", c("g", rng.uniform(0.5, 1, 8)), c("b", rng.normal(0, .1, 8)),
+             c("m", rng.normal(0, .1, 8)), c("v", rng.uniform(.5, 1.5, 8))],
             ["c1n"], name="bn1"))
     nodes.append(helper.make_node("Relu", ["c1n" if bn else "c1"], ["r1"], name="relu1"))
     conv("r1", "c2", 8, 8, 3, group=8)
@@ -188,8 +189,9 @@ def test_one_conv_equals_independent_numpy_and_is_within_the_rounding_bound(case
               {"strides": (s, s), "pads": (pad,) * 4, "group": grp, "activation": "relu"})
     g.output(y, "y")
     feed = {"x": x}
-    q = compress.quantize_dynamic(g, nodes=_conv_names(g), reduce_range=False) if mode == "dynamic" \
-        else compress.quantize_static(g, feed, nodes=_conv_names(g), reduce_range=False)
+    names = _conv_names(g)
+    q = compress.quantize_dynamic(g, nodes=names, reduce_range=False) if mode == "dynamic" \
+        else compress.quantize_static(g, feed, nodes=names, reduce_range=False)
     (got,) = pyinfer.Interpreter(q).run(feed)
     # independently: symmetric per-channel weights, u8 activations from x's range
     amax = np.abs(w).reshape(cout, -1).max(axis=1)
@@ -207,7 +209,8 @@ def test_one_conv_equals_independent_numpy_and_is_within_the_rounding_bound(case
         gi = o // kg
         for i in range(k):
             for j in range(k):
-                win = xp[:, gi * cg:(gi + 1) * cg, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s]
+                win = xp[:, gi * cg:(gi + 1) * cg, i:i + s * (oh - 1) + 1:s,
+                         j:j + s * (ow - 1) + 1:s]
                 acc[:, o] += np.einsum("nchw,c->nhw", win, wq[o, :, i, j])
     scale = (np.float32(sx) * sw).astype(np.float32).reshape(1, -1, 1, 1)
     bias = b.reshape(1, -1, 1, 1)

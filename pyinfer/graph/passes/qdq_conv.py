@@ -71,7 +71,7 @@ def _weight(dqw: Node, k: int):
     return data, (z if z.any() else None), (scale.reshape(()) if scale.size == 1 else scale)
 
 
-def _bias(bias: Value, k: int, sx: Value, w_scale):
+def _bias(bias: Value, k: int):
     """The float32 (K,) bias, or the reason there is none we can use."""
     if bias is None:
         return None
@@ -110,7 +110,7 @@ def _fuse(graph: Graph, conv: Node) -> bool:
         wd = _weight(dqw, k)
         why = wd if isinstance(wd, str) else None
     if why is None:
-        b = _bias(bias, k, sx, wd[2])
+        b = _bias(bias, k)
         why = b if isinstance(b, str) else None
     if why is not None:
         note(graph, [dqx, dqw, conv], f"qdq_conv: stays float: {why}")
