@@ -47,7 +47,9 @@ not have, follow as float ADD / MAXIMUM / MINIMUM nodes (the fuse pass makes
 them one elementwise kernel).  Static quantization also requantizes a conv's
 output to u8 in its epilogue when the only reader is another int8 conv's
 QuantizeLinear (``qdq_conv.absorb_requantize``): no float round trip between
-chained convs.  Without ``nodes`` a conv too small to gain from int8
+chained convs; and it puts the bias on QLinearConv's int32 grid (step
+``x_scale * w_scale``, see ``_int32_grid``) so the saved model fuses in ONNX
+Runtime.  Without ``nodes`` a conv too small to gain from int8
 (fewer than ``min_macs``, default ``CONV_MIN_MACS``, multiply-adds per image)
 stays in float with that reason; named in ``nodes`` it is quantized anyway.
 """
