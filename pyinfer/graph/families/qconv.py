@@ -14,8 +14,8 @@ with ``w_scale``/``w_zero`` scalar or (K,); bias float (K,).  attrs:
     activation  None or a GEMM epilogue activation.
 
 Lowering: with constant weight, parameters and x_zero, the registry's
-``qconv2d`` kernel (pyinfer/ops/qconv.py: im2col + the C int8 GEMM) with the
-weight split per group and packed once here, at plan time.  x_scale and x_zero
+``qconv2d`` kernel (pyinfer/backends/c_qconv.py) with the weight packed once
+here, at plan time (``c_qconv.prepack``).  x_scale and x_zero
 may also be the run-time outputs of a DYNAMIC_QUANTIZE_LINEAR (what
 ``compress.quantize_dynamic`` writes): the same kernel, the epilogue scale
 formed per run.  An int8 x is shifted to uint8 (``x ^ 0x80``, zero point + 128:
@@ -32,7 +32,7 @@ from ...backends.numpy_quant import F32, S32, S8, U8
 from ...backends.numpy_ref import ACTIVATIONS
 from ...errors import ShapeError
 from ...ops import conv as eager_conv
-from ...ops import qconv as eager_qconv  # also registers the qconv2d kernels
+from ...ops import qconv as eager_qconv  # noqa: F401  (registers the qconv2d kernels)
 from ..ir import Node, Op
 from ..opdefs import define
 from ..shapes import fail
@@ -177,11 +177,8 @@ def _lower(node: Node, ctx):
                                                           x_zero.data), scale, b],
                                  attrs, flops=flops)
     if step.backend == "c":
-        from ...backends import c_quant
-        gemm_weights = (qw.block_diagonal(),) if eager_qconv._one_gemm(qw) else \
-            qw.gemm_weights()
-        for gw in gemm_weights:
-            c_quant.packed_weight(gw)  # pack now, at plan time
+        from ...backends import c_qconv
+        c_qconv.prepack(qw)  # pack now, at plan time
     return step
 
 
