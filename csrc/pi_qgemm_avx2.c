@@ -114,7 +114,7 @@
         }                                                                             \
         __m256i acc[12];                                                              \
         ROW_SPILL(0) ROW_SPILL(1) ROW_SPILL(2) ROW_SPILL(3) ROW_SPILL(4) ROW_SPILL(5)  \
-        qepi_avx2(R, 2, acc, c, c_rs, ep);                                            \
+        qepi_avx2(R, 2, R, acc, c, c_rs, ep);                                         \
     }
 DEFINE_ROWS(1)
 DEFINE_ROWS(2)
@@ -175,7 +175,7 @@ PI_TARGET_AVX2 void pi_u8s8_gemm_4x24k4w7__avx2(PI_QGEMM_UKERNEL_ARGS)
             : "xmm13", "xmm14", "xmm15", "memory", "cc");
     }
     const __m256i acc[12] = {c00, c01, c02, c10, c11, c12, c20, c21, c22, c30, c31, c32};
-    qepi_avx2(mr, 3, acc, c, c_rs, ep);
+    qepi_avx2(4, 3, mr, acc, c, c_rs, ep);
 }
 #else
 void pi_u8s8_gemm_6x16__avx2(PI_QGEMM_UKERNEL_ARGS) { (void)mr; }

@@ -66,7 +66,7 @@
         __m512i acc[16];                                                              \
         ROW_SPILL(0) ROW_SPILL(1) ROW_SPILL(2) ROW_SPILL(3)                           \
         ROW_SPILL(4) ROW_SPILL(5) ROW_SPILL(6) ROW_SPILL(7)                           \
-        qepi_avx512(R, 2, acc, c, c_rs, ep);                                          \
+        qepi_avx512(R, 2, R, acc, c, c_rs, ep);                                       \
     }
 DEFINE_ROWS(1)
 DEFINE_ROWS(2)
