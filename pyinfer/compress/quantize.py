@@ -349,14 +349,16 @@ def quantize_static(graph: Graph, calibration_data, method: str = "minmax",
 # ---- convolutions ------------------------------------------------------------------------
 
 # Fewer multiply-adds per image than this and a conv stays in float when no
-# ``nodes`` are named: int8 adds a pass over the input (quantize), an NHWC copy,
-# im2col and a transpose of the result, a fixed cost small convs do not earn
-# back.  bench/quant_conv_bench.py (2026-11-25, AVX2 without VNNI, 1-2
-# threads): up to 2.4M MACs the dynamic int8 conv took 3.5-4.5x the float32
-# time (0.22-0.30x), static 1.7-2x; from 6M on the ratio follows the kernels'
-# throughput instead (0.4-0.7x dynamic, 0.5-0.9x static, 2-4x faster where
-# the float path is slow: 512 channels 7x7).  On that machine int8 convs buy
-# 4x smaller weights, not speed, except there.
+# ``nodes`` are named: int8 adds fixed costs (quantizing the input: ~140 us of
+# Python in the DynamicQuantizeLinear step at 4k elements, ~15 us static; the
+# kernel's NHWC copy) that small convs do not earn back.
+# bench/quant_conv_bench.py, 2026-11-25, AVX2 without VNNI, 1-2 threads, load
+# average 8 on 2 vCPUs (so only the small shapes are stable), with the one-call
+# C qconv kernels (af57667): up to 2.4M MACs the int8 conv is 0.23-0.38x the
+# float32 time dynamic, 0.57-0.76x static; from 6M on it follows the kernels'
+# throughput instead (static 0.6-1.1x, 2-6x where the float path is slow:
+# 512 channels 7x7).  So on that machine int8 convs buy 4x smaller weights
+# more than speed.
 CONV_MIN_MACS = 1 << 22
 
 
