@@ -33,8 +33,10 @@ from pyinfer.ops import sparse_gemm, to_bsr
 from pyinfer.testing import assert_close, sum_bound
 
 ACTS = [None, "relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh"]
-BLOCKS = [(1, 8), (1, 16), (4, 16), (2, 8), (3, 5), (1, 32)]
-EDGES = [1, 2, 7, 8, 9, 15, 16, 17, 31, 33]
+# every height the C kernel unrolls (1, 2, 4, 8) at both vector widths, and
+# shapes that take its general or portable paths
+BLOCKS = [(1, 8), (1, 16), (2, 8), (2, 16), (4, 8), (4, 16), (8, 8), (8, 16), (3, 5), (1, 32)]
+EDGES = [1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 40]
 _erf = np.vectorize(math.erf)
 
 
@@ -97,14 +99,15 @@ def test_sparse_gemm_matches_dense(m, k, n, block, density, act, has_bias, layou
 
 
 @pytest.mark.parametrize("isa", _native.isas_available())
-@pytest.mark.parametrize("block", [(1, 8), (4, 16), (3, 5)])
-def test_c_kernel_on_every_isa(isa, block):
+@pytest.mark.parametrize("block", [(1, 8), (1, 16), (4, 16), (8, 8), (3, 5)])
+@pytest.mark.parametrize("k", [37, 40])  # 40: the unrolled block rows; 37 cuts the last one
+def test_c_kernel_on_every_isa(isa, block, k):
     rng = np.random.default_rng(isa)
     with _native.force_isa(isa):
-        for m in (1, 3, 4, 5, 8, 9):
+        for m in (1, 2, 3, 4, 5, 8, 9):
             for density in (0.5, 0.95):
-                w = block_sparse(rng, 37, 45, block, 1 - density)
-                x = rng.standard_normal((m, 37)).astype(np.float32)
+                w = block_sparse(rng, k, 45, block, 1 - density)
+                x = rng.standard_normal((m, k)).astype(np.float32)
                 check(x, w, block, rng.standard_normal(45).astype(np.float32), "gelu", "c")
 
 
@@ -163,6 +166,22 @@ def test_batched_x_and_non_contiguous_out():
     assert sparse_gemm(x, W, out=out) is out
     assert_close(out, ref, np.float32, atol_extra=1e-5)
     assert np.isnan(big[:, :, 1::2]).all()
+
+
+@pytest.mark.parametrize("form", ["strided", "one", "scalar", "float64", "list"])
+def test_bias_forms_broadcast_and_promote(form):
+    rng = np.random.default_rng(12)
+    w = block_sparse(rng, 24, 40, (1, 16), 0.5)
+    x = rng.standard_normal((3, 24)).astype(np.float32)
+    full = rng.standard_normal(80).astype(np.float32)
+    bias = {"strided": full[::2], "one": full[:1], "scalar": full[0],
+            "float64": full[:40].astype(np.float64), "list": full[:40].tolist()}[form]
+    got = sparse_gemm(x, to_bsr(w, (1, 16)), bias)
+    dtype = np.float64 if form in ("float64", "list") else np.float32  # a list is float64
+    assert got.dtype == dtype
+    ref = x.astype(np.float64) @ w + np.broadcast_to(np.asarray(bias, np.float64), (40,))
+    assert_close(got, ref, dtype, atol_extra=sum_bound(24, np.abs(x) @ np.abs(w), np.float32)
+                 + 1e-6)
 
 
 def test_to_bsr_round_trips_and_stores_only_nonzero_blocks():
