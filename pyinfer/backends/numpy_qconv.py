@@ -39,7 +39,7 @@ class QConvWeight:
     """An s8 conv weight ``w`` (K, C/groups, KH, KW) with zero points ``w_zero``
     (K,) int32, split in ``groups``.  Read-only once built."""
 
-    __slots__ = ("w", "w_zero", "groups", "_gemm", "_block", "_packed", "_lock")
+    __slots__ = ("w", "w_zero", "groups", "_gemm", "_packed", "_lock")
 
     def __init__(self, w: np.ndarray, w_zero: np.ndarray, groups: int):
         w = np.array(w, S8, copy=True)
@@ -48,7 +48,6 @@ class QConvWeight:
         self.w_zero = np.ascontiguousarray(w_zero, np.int32)
         self.groups = int(groups)
         self._gemm = None
-        self._block = None
         self._packed: dict = {}
         self._lock = threading.Lock()
 
@@ -70,7 +69,7 @@ class QConvWeight:
     def gemm_weights(self) -> tuple:
         """One ``QWeight`` per group: b = w_g as (K_g, KH, KW, C_g) reshaped to
         (K_g, KH*KW*C_g) and transposed, so its rows are ordered (ky, kx, c)
-        like a row of the NHWC im2col matrix (pyinfer/ops/qconv.py).  Made
+        like a row of the NHWC windows csrc/pi_qconv.c packs into A panels.  Made
         once; the C backend packs each once more inside it."""
         if self._gemm is None:
             with self._lock:
@@ -86,27 +85,6 @@ class QConvWeight:
                             self.w_zero[g * kg:(g + 1) * kg])))
                     self._gemm = tuple(parts)
         return self._gemm
-
-    def block_diagonal(self) -> QWeight:
-        """The whole grouped weight as one ``QWeight`` (KH*KW*C, K), rows ordered
-        (ky, kx, c): group g's block holds its weights, every entry outside it
-        equals its column's zero point, so it adds ``(x - x_zero) * 0`` -- exact.
-        One GEMM over all channels then does ``groups`` times the useful work,
-        which beats ``groups`` GEMMs of K_g = 1 columns (depthwise).  Made once."""
-        if self._block is None:
-            with self._lock:
-                if self._block is None:
-                    k, cg, kh, kw = self.w.shape
-                    kg = k // self.groups
-                    c = cg * self.groups
-                    full = np.broadcast_to(self.w_zero.astype(S8), (kh, kw, c, k)).copy()
-                    for g in range(self.groups):
-                        full[:, :, g * cg:(g + 1) * cg, g * kg:(g + 1) * kg] = \
-                            self.w[g * kg:(g + 1) * kg].transpose(2, 3, 1, 0)
-                    b = full.reshape(kh * kw * c, k)
-                    b.setflags(write=False)
-                    self._block = QWeight(b, self.w_zero)
-        return self._block
 
 
 def output_hw(x_shape, w_shape, stride, pads, dilation) -> tuple:

@@ -102,14 +102,6 @@ def qconv2d(x_u8, w_s8, x_zero, w_zero, x_scale, w_scale, bias=None, stride=1, p
                out_dtype, alias_ok=False)
 
 
-def _one_gemm(w) -> bool:
-    """Kept for the QCONV lowering (pyinfer/graph/families/qconv.py), which
-    packs ``block_diagonal()`` when this is true: no C kernel multiplies by the
-    block-diagonal weight any more (depthwise-like convolutions run the direct
-    kernel), so never.  The lowering should call ``c_qconv.prepack``."""
-    return False
-
-
 OPS = {"qconv2d": qconv2d, "qconv_weight": qconv_weight}
 
 __all__ = ["qconv2d", "qconv_weight"]
