@@ -21,7 +21,7 @@ from ..backends import numpy_quant  # noqa: F401  (registers the reference kerne
 from ..backends.numpy_quant import F32, QRANGE, S32, S8, U8, QWeight, dynamic_params
 from ..backends.numpy_ref import ACTIVATIONS
 from ..errors import ShapeError, UnsupportedError, dtype_error, shape_error
-from ._args import check_backend, normalize_axis
+from ._args import check_backend, check_out, normalize_axis
 from ._dispatch import run
 
 MAX_K = 32768
@@ -100,7 +100,6 @@ def quantize_linear(x, scale, zero_point=None, axis=1, dtype=None, out=None,
                  (outer, ch, inner), dtype, alias_ok=False).reshape(xf.shape)
     if out is None:
         return result
-    from ._args import check_out
     check_out(out, xf.shape, dtype, op)
     np.copyto(out, result)
     return out
@@ -121,7 +120,6 @@ def dequantize_linear(x, scale, zero_point=None, axis=1, out=None, backend=None)
                  (outer, ch, inner), F32, alias_ok=False).reshape(xi.shape)
     if out is None:
         return result
-    from ._args import check_out
     check_out(out, xi.shape, F32, op)
     np.copyto(out, result)
     return out
@@ -215,7 +213,6 @@ def _gemm(op, a, w, a_zero, scale, bias, activation, out_scale, out_zero, out_dt
         return res
     out2 = None
     if out is not None:
-        from ._args import check_out
         check_out(out, lead + (n,), out_dtype, op)
         try:
             out2 = out.view().reshape(m, n)
@@ -268,14 +265,18 @@ def epilogue_args(op, x_scale, w_scale, n, bias, activation, out_scale, out_zero
     bias, out_scale, out_zero, output dtype)."""
     (xs_name, xs), (ws_name, ws) = x_scale, w_scale
     sx = _float32(xs, xs_name, op)
-    if sx.size != 1 or not np.isfinite(sx).all() or sx.reshape(-1)[0] <= 0:
+    s0 = sx.reshape(-1)[0] if sx.size == 1 else None
+    if s0 is None or not 0 < s0 < np.inf:  # NaN fails both comparisons
         raise ShapeError(f"{op}: argument '{xs_name}' expected one finite value > 0, "
                          f"received {sx}")
     sw = _float32(ws, ws_name, op)
-    if sw.ndim > 1 or sw.size not in (1, n) or not np.isfinite(sw).all() or np.any(sw <= 0):
+    # one pass: finite and > 0 (eager calls pay this validation every time)
+    if sw.ndim > 1 or sw.size not in (1, n) or not ((sw > 0) & (sw < np.inf)).all():
         raise ShapeError(f"{op}: argument '{ws_name}' expected a scalar or ({n},) of finite "
                          f"values > 0, received shape {sw.shape}")
-    scale = np.ascontiguousarray(np.broadcast_to(sx.reshape(-1)[0] * sw.reshape(-1), (n,)), F32)
+    scale = np.multiply(s0, sw.reshape(-1), dtype=F32)
+    if scale.size != n:
+        scale = np.full(n, scale[0], F32)
     if bias is not None:
         bias = _float32(bias, "bias", op)
         if bias.shape != (n,):
@@ -344,7 +345,6 @@ def matmul_integer(a, b, a_zero_point=None, b_zero_point=None, out=None,
     if a.ndim == 1:
         res = res[..., 0, :]
     if out is not None:
-        from ._args import check_out
         check_out(out, res.shape, S32, op)
         np.copyto(out, res)
         return out
