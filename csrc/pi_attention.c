@@ -125,7 +125,11 @@ PI_EXPORT pi_index pi_attention_workspace_bytes(int elem_size, pi_index sq, pi_i
 }
 
 /* Tasks: chunks of query rows small enough that every thread gets a few
- * (load balance), large enough that a chunk amortises packing its K and V. */
+ * (load balance), large enough that a chunk amortises packing its K and V.
+ * Threads take them one by one (schedule(dynamic)): on a shared machine a
+ * descheduled thread would otherwise hold its static share while the other
+ * waits at the barrier; a thread that takes the next chunk of the head it
+ * packed last keeps the panels (w->packed_bh). */
 static void attn_split(attn_args *g, int nt)
 {
     const pi_index bh = g->nb * g->nh;
@@ -411,11 +415,11 @@ PI_EXPORT int pi_f32_attention(pi_index nb, pi_index nh, pi_index sq, pi_index s
         if (vec) {
             attn_ws32 w;
             attn_ws32_bind(&w, base, sk, d, dv);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
             for (pi_index t = 0; t < tasks; t++)
                 vec(&g, t, &w);
         } else {
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
             for (pi_index t = 0; t < tasks; t++)
                 attn_task_f32_portable(&g, t, (double *)base);
         }
@@ -446,7 +450,7 @@ PI_EXPORT int pi_f64_attention(pi_index nb, pi_index nh, pi_index sq, pi_index s
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         double *base = (double *)((char *)ws + (pi_index)omp_get_thread_num() * per);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
         for (pi_index t = 0; t < tasks; t++)
             attn_task_f64(&g, t, base);
     }
