@@ -225,8 +225,17 @@ def _contiguous_reason(*arrays) -> Optional[str]:
     return None
 
 
-@register("quantize_linear", "c", priority=PRIORITY,
-          supports=lambda x, scale, zero, *, out: _contiguous_reason(x, scale, zero, out))
+def _quantize_supports(x, scale, zero, *, out) -> Optional[str]:
+    # The C kernel reads x and scale as float32 and zero as int32: any other
+    # dtype would be reinterpreted, not converted.
+    for name, a, want in (("x", x, np.float32), ("scale", scale, np.float32),
+                          ("zero", zero, np.int32)):
+        if a.dtype != want:
+            return f"{name} is {a.dtype}, the C kernel takes {np.dtype(want)}"
+    return _contiguous_reason(x, scale, zero, out)
+
+
+@register("quantize_linear", "c", priority=PRIORITY, supports=_quantize_supports)
 def quantize_linear(x, scale, zero, *, out):
     outer, ch, inner = x.shape
     check(lib.pi_f32_quantize(outer, ch, inner, _ptr("float", x), _ptr("float", scale),
