@@ -230,7 +230,7 @@ def _quantize_supports(x, scale, zero, *, out) -> Optional[str]:
     # dtype would be reinterpreted, not converted.
     for name, a, want in (("x", x, np.float32), ("scale", scale, np.float32),
                           ("zero", zero, np.int32)):
-        if a.dtype != want:
+        if a is not None and a.dtype != want:
             return f"{name} is {a.dtype}, the C kernel takes {np.dtype(want)}"
     return _contiguous_reason(x, scale, zero, out)
 
