@@ -227,7 +227,8 @@ def gemm_packed(a, b: PackedB, bias, residual, *, alpha, activation, out):
     packed by ``pack_b``; the plan's form of ``gemm`` for constant weights.
     Trusts its caller (the plan checked shapes and dtypes when it chose the c
     gemm): a and residual any strides, bias contiguous or None.  Per call it
-    does only what the arrays of this run need (~2 us of Python)."""
+    does only what the arrays of this run need: pointers, strides and the
+    workspace (its size is kept per m)."""
     f32 = out.dtype == _F32
     if not a.flags.aligned:
         a = np.ascontiguousarray(a)
