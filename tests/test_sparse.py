@@ -290,6 +290,35 @@ def test_pruned_graph_equals_numpy_with_pruned_weights(structure, block, kernel)
         assert ("c.sparse_gemm <- sparse_gemm 'fc1'" in text) == (kernel == "sparse")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel", ["sparse", "dense"])
+def test_pruned_matmul_takes_the_following_bias_add_and_activation(dtype, kernel):
+    """ONNX exports a Linear as MatMul then Add: the pruned layer runs it (and the
+    ReLU after it, here a graph output) as one kernel, named as the layer was."""
+    rng = np.random.default_rng(11)
+    g = Graph("linear")
+    x = g.input("x", (3, 40), dtype)
+    w = rng.standard_normal((40, 48)).astype(dtype)
+    b = rng.standard_normal(48).astype(dtype)
+    y = g.add(Op.MATMUL, [x, g.constant(w, "w")], name="fc")
+    y = g.add(Op.ADD, [y, g.constant(b, "b")], name="bias")
+    g.output(g.add(Op.RELU, [y], name="act"))
+    p = prune(g, 0.5, "block", (1, 16))
+    for node in p.nodes:
+        if node.op is Op.SPARSE_GEMM:
+            node.attrs["kernel"] = kernel
+    it = Interpreter(p)
+    text = it.explain()
+    assert "1 kernels" in text and "'fc'" in text and "fused ['fc', 'bias', 'act']" in text
+    xv = rng.standard_normal((3, 40)).astype(dtype)
+    out = np.full((3, 48), np.nan, dtype)
+    it.run([xv], outputs=[out])
+    pw = prune_weights(w, 0.5, "block", (1, 16)).astype(np.float64)
+    ref = np.maximum(xv.astype(np.float64) @ pw + b, 0)
+    bound = sum_bound(40, np.abs(xv) @ np.abs(pw) + np.abs(b), dtype)
+    assert_close(out, ref, dtype, atol_extra=bound, what=f"{kernel} {np.dtype(dtype)}")
+
+
 def test_sparse_gemm_node_runs_batched_inputs():
     rng = np.random.default_rng(6)
     g = Graph("b")

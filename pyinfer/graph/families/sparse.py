@@ -147,6 +147,12 @@ def _lower(node: Node, ctx):
     gemm_attrs = {"alpha": 1.0, "activation": act}
     dense = choose("gemm", ctx.backend, (xs, dense_w, bs, None), gemm_attrs, os_, ctx.notes,
                    node.name)
+    dense_fn, dense_b, dense_name = dense.fn, dense_w, f"{dense.backend}.gemm"
+    if dense.backend == "c":
+        # What a dense layer runs in a plan (select._prepack): B packed once.
+        from ...backends import c_gemm
+        dense_fn, dense_b, dense_name = c_gemm.gemm_packed, c_gemm.pack_b(dense_w, m), \
+            "c.gemm[packed B]"
     bsr = _bsr_of(w.data, block, dt)
     sparse = None
     prefer = node.attrs.get("kernel", "auto")
@@ -158,12 +164,12 @@ def _lower(node: Node, ctx):
     density = f"{bsr.density:.0%} of {block[0]}x{block[1]} blocks stored"
     use_sparse = sparse is not None and prefer == "sparse"
     if sparse is not None and prefer == "auto":
-        t_dense = _seconds(lambda: dense.fn(xs, dense_w, bs, None, out=os_, **gemm_attrs))
+        t_dense = _seconds(lambda: dense_fn(xs, dense_b, bs, None, out=os_, **gemm_attrs))
         t_sparse = _seconds(lambda: sparse.fn(xs, bsr, bs, activation=act, out=os_))
         use_sparse = t_sparse < t_dense
         ctx.notes.append(((node.name,), (
             f"block-sparse {sparse.backend}.sparse_gemm {t_sparse * 1e6:.1f} us vs dense "
-            f"{dense.backend}.gemm {t_dense * 1e6:.1f} us at m={m} ({density}): "
+            f"{dense_name} {t_dense * 1e6:.1f} us at m={m} ({density}): "
             f"{'block-sparse' if use_sparse else 'dense'} kept")))
     elif prefer != "auto":
         ctx.notes.append(((node.name,), f"kernel={prefer!r} pinned ({density}): "
@@ -176,10 +182,10 @@ def _lower(node: Node, ctx):
             fn(x2, w_arg, b, activation=act, out=o2)
         flops = 2 * m * bsr.nnzb * block[0] * block[1]
     else:
-        fn, name = dense.fn, f"{dense.backend}.gemm(pruned weight dense)"
+        fn, name = dense_fn, f"{dense_name}(pruned weight dense)"
 
         def call(x2, b, o2):
-            fn(x2, dense_w, b, None, out=o2, **gemm_attrs)
+            fn(x2, dense_b, b, None, out=o2, **gemm_attrs)
         flops = 2 * m * n * k
 
     def run(xa, *rest, out):

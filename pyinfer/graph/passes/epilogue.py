@@ -16,6 +16,9 @@ walked down the chain of single consumers:
 | residual | ``+ r`` | r broadcastable to the result; before the activation |
 | activation | relu, gelu, gelu_tanh, silu, sigmoid, tanh | last: the kernel applies it after the adds |
 
+A SPARSE_GEMM (a pruned layer) without an epilogue takes a following bias add and
+activation the same way.
+
 Every intermediate must have one consumer and not be a graph output (else it
 would have to be stored anyway); each stop for such a reason is noted.  An add
 after the activation (``act(x@w+b) + r``) cannot join: the kernel's activation
@@ -156,10 +159,53 @@ def _fuse_one(graph: Graph, mm, use) -> bool:
     return True
 
 
+def _fuse_sparse(graph: Graph, sg, use) -> bool:
+    """A SPARSE_GEMM without epilogue (``prune`` makes one from a bare MatMul,
+    whose bias Add follows it in ONNX exports) takes the row-vector bias add and
+    the activation after it, as a GEMM would."""
+    if sg.attrs.get("activation") is not None:
+        return False
+    x, w = sg.inputs[:2]
+    bias = sg.inputs[2] if len(sg.inputs) > 2 else None
+    n, y = w.shape[1], sg.outputs[0]
+    act, chain, last = None, [sg], y
+    while True:
+        cons = use.get(last, [])
+        if is_output(graph, last) or len(cons) != 1:
+            break
+        c = cons[0]
+        out = c.outputs[0]
+        if tuple(out.shape) != tuple(last.shape) or out.dtype != last.dtype:
+            break
+        if c.op is Op.ADD and bias is None and act is None and c.inputs[0] is not c.inputs[1]:
+            other = c.inputs[1] if c.inputs[0] is last else c.inputs[0]
+            if other.dtype != y.dtype or not _row_vector(other, n):
+                break
+            bias = other
+        elif c.op in ACTIVATIONS and act is None:
+            act = ACTIVATIONS[c.op]
+        else:
+            break
+        chain.append(c)
+        last = out
+    if len(chain) == 1:
+        return False
+    # Rewritten in place: the node keeps its name (prune's, the user's layer name).
+    if bias is not None:
+        sg.inputs = [x, w, _as_bias(graph, bias, n, chain[-1])]
+    sg.attrs["activation"] = act
+    sg.fused_from = tuple(n_.name for n_ in chain)
+    graph.replace_uses(last, y)
+    return True
+
+
 def epilogue(graph: Graph) -> None:
     changed = False
     for mm in [n for n in graph.nodes if n.op is Op.MATMUL]:
         if _fuse_one(graph, mm, users(graph)):
+            changed = True
+    for sg in [n for n in graph.nodes if n.op is Op.SPARSE_GEMM]:
+        if _fuse_sparse(graph, sg, users(graph)):
             changed = True
     if changed:
         finish(graph)
