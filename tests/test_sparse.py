@@ -27,7 +27,6 @@ import pyinfer
 from pyinfer import Graph, Interpreter, Op
 from pyinfer.backends import _native
 from pyinfer.compress import prune, prune_weights
-from pyinfer.compress.bsr import BSRMatrix
 from pyinfer.errors import DTypeError, ShapeError, UnsupportedError
 from pyinfer.ops import sparse_gemm, to_bsr
 from pyinfer.testing import assert_close, sum_bound
