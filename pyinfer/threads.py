@@ -52,7 +52,9 @@ def budget(n: Optional[int]):
         yield
         return
     before = get_num_threads()
-    if before == min(n, cpu_count()):
+    # The budget never exceeds the usable cores, so before == n needs no
+    # affinity query (a system call per Interpreter.run otherwise).
+    if before == n or before == min(n, cpu_count()):
         yield
         return
     set_num_threads(n)
