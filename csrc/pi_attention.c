@@ -565,16 +565,8 @@ PI_VTARGET static inline VF PI_VFN(attn_expneg_ps)(VF x)
     const VF lo = V_SET1(-87.3365478515625f);
     VM tiny = V_LT(x, lo);
     x = V_MAX(lo, x); /* NaN passes */
-    VF n = V_RINT(V_MUL(x, V_SET1(1.44269504088896341f)));
-    VF r = V_FNMA(n, V_SET1(0.693359375f), x);
-    r = V_FNMA(n, V_SET1(-2.12194440e-4f), r);
-    VF p = V_SET1(1.9875691500e-4f);
-    p = V_FMA(p, r, V_SET1(1.3981999507e-3f));
-    p = V_FMA(p, r, V_SET1(8.3334519073e-3f));
-    p = V_FMA(p, r, V_SET1(4.1665795894e-2f));
-    p = V_FMA(p, r, V_SET1(1.6666665459e-1f));
-    p = V_FMA(p, r, V_SET1(5.0000001201e-1f));
-    p = V_ADD(V_FMA(p, V_MUL(r, r), r), V_SET1(1.0f));
+    VF n;
+    VF p = PI_VFN(exp_reduced_ps)(x, &n);
     VF scale = V_CASTI(VI_SLLI(VI_ADD(V_CVTI(n), VI_SET1(127)), 23));
     return V_SEL(tiny, V_MUL(p, scale), V_ZERO());
 }

@@ -201,11 +201,11 @@
  * two halves (2^(n>>1) * 2^(n-(n>>1))) built by integer bitcast, so results in
  * the subnormal range and the overflow edge round once, correctly scaled.
  * x is clamped to [-104, 89] first: beyond, the result is 0 / inf anyway. */
-PI_VTARGET static inline VF PI_VFN(exp_ps)(VF x)
+/* The core of every float32 exp here: n = rint(x / ln 2) (returned through
+ * *n_out) and exp(x - n ln 2) by the polynomial; the caller applies 2^n, as
+ * its range needs (two halves here, one step in the attention softmax). */
+PI_VTARGET static inline VF PI_VFN(exp_reduced_ps)(VF x, VF *n_out)
 {
-    /* max/min return their second operand on NaN: NaN passes the clamp */
-    x = V_MIN(V_SET1(89.0f), x);
-    x = V_MAX(V_SET1(-104.0f), x);
     VF n = V_RINT(V_MUL(x, V_SET1(1.44269504088896341f)));
     VF r = V_FNMA(n, V_SET1(0.693359375f), x);
     r = V_FNMA(n, V_SET1(-2.12194440e-4f), r);
@@ -215,7 +215,17 @@ PI_VTARGET static inline VF PI_VFN(exp_ps)(VF x)
     p = V_FMA(p, r, V_SET1(4.1665795894e-2f));
     p = V_FMA(p, r, V_SET1(1.6666665459e-1f));
     p = V_FMA(p, r, V_SET1(5.0000001201e-1f));
-    p = V_ADD(V_FMA(p, V_MUL(r, r), r), V_SET1(1.0f));
+    *n_out = n;
+    return V_ADD(V_FMA(p, V_MUL(r, r), r), V_SET1(1.0f));
+}
+
+PI_VTARGET static inline VF PI_VFN(exp_ps)(VF x)
+{
+    /* max/min return their second operand on NaN: NaN passes the clamp */
+    x = V_MIN(V_SET1(89.0f), x);
+    x = V_MAX(V_SET1(-104.0f), x);
+    VF n;
+    VF p = PI_VFN(exp_reduced_ps)(x, &n);
     VI ni = V_CVTI(n); /* NaN -> INT_MIN: garbage scale, but p is NaN already */
     VI n1 = VI_SRAI(ni, 1);
     VI n2 = VI_SUB(ni, n1);
