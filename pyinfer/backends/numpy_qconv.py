@@ -26,65 +26,51 @@ accumulator), float32, or uint8 (requantized).
 """
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 
 from ..registry import register
-from .numpy_quant import F32, S32, S8, U8, QWeight, quantize_ref
+from .numpy_quant import F32, S32, S8, U8, PackedForms, QWeight, quantize_ref
 from .numpy_ref import UNARY
 
 
-class QConvWeight:
+class QConvWeight(PackedForms):
     """An s8 conv weight ``w`` (K, C/groups, KH, KW) with zero points ``w_zero``
-    (K,) int32, split in ``groups``.  Read-only once built."""
+    (K,) int32, split in ``groups``, and the packed forms backends derive from
+    it.  Read-only once built."""
 
-    __slots__ = ("w", "w_zero", "groups", "_gemm", "_packed", "_lock")
+    __slots__ = ("w", "w_zero", "groups")
 
     def __init__(self, w: np.ndarray, w_zero: np.ndarray, groups: int):
+        super().__init__()
         w = np.array(w, S8, copy=True)
         w.setflags(write=False)
         self.w = w
         self.w_zero = np.ascontiguousarray(w_zero, np.int32)
         self.groups = int(groups)
-        self._gemm = None
-        self._packed: dict = {}
-        self._lock = threading.Lock()
 
     @property
     def shape(self) -> tuple:
         return self.w.shape
-
-    def packed(self, key, make):
-        """A backend's derived form of this weight (``make(self)``), made once per key."""
-        p = self._packed.get(key)
-        if p is None:
-            with self._lock:
-                p = self._packed.get(key)
-                if p is None:
-                    p = make(self)
-                    self._packed[key] = p
-        return p
 
     def gemm_weights(self) -> tuple:
         """One ``QWeight`` per group: b = w_g as (K_g, KH, KW, C_g) reshaped to
         (K_g, KH*KW*C_g) and transposed, so its rows are ordered (ky, kx, c)
         like a row of the NHWC windows csrc/pi_qconv.c packs into A panels.  Made
         once; the C backend packs each once more inside it."""
-        if self._gemm is None:
-            with self._lock:
-                if self._gemm is None:
-                    k = self.w.shape[0]
-                    kg = k // self.groups
-                    parts = []
-                    for g in range(self.groups):
-                        wg = self.w[g * kg:(g + 1) * kg].transpose(0, 2, 3, 1)
-                        b = np.ascontiguousarray(wg.reshape(kg, -1).T)
-                        b.setflags(write=False)
-                        parts.append(QWeight(b, np.ascontiguousarray(
-                            self.w_zero[g * kg:(g + 1) * kg])))
-                    self._gemm = tuple(parts)
-        return self._gemm
+        return self.packed("gemm_weights", _split_groups)
+
+
+def _split_groups(qw: QConvWeight) -> tuple:
+    k = qw.w.shape[0]
+    kg = k // qw.groups
+    parts = []
+    for g in range(qw.groups):
+        wg = qw.w[g * kg:(g + 1) * kg].transpose(0, 2, 3, 1)
+        b = np.ascontiguousarray(wg.reshape(kg, -1).T)
+        b.setflags(write=False)
+        parts.append(QWeight(b, np.ascontiguousarray(qw.w_zero[g * kg:(g + 1) * kg])))
+    return tuple(parts)
 
 
 def output_hw(x_shape, w_shape, stride, pads, dilation) -> tuple:

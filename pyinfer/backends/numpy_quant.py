@@ -20,7 +20,6 @@ the C backend makes once per micro-kernel.
 from __future__ import annotations
 
 import threading
-from typing import Optional
 
 import numpy as np
 
@@ -31,24 +30,19 @@ U8, S8, S32, F32 = (np.dtype(t) for t in (np.uint8, np.int8, np.int32, np.float3
 QRANGE = {U8: (0, 255), S8: (-128, 127)}
 
 
-class QWeight:
-    """An s8 weight ``b`` (K, N) with per-column zero points ``b_zero`` (N,)
-    int32, and the packed forms backends derive from it (made once, kept:
-    ``packed(key, make)``).  Read-only once built."""
+class PackedForms:
+    """The forms backends derive from a constant weight (packed layouts), each
+    made once per key by ``packed(key, make)`` and kept; safe when plans of
+    several threads ask for the same one."""
 
-    __slots__ = ("b", "b_zero", "_packed", "_lock")
+    __slots__ = ("_packed", "_lock")
 
-    def __init__(self, b: np.ndarray, b_zero: np.ndarray):
-        self.b = b
-        self.b_zero = b_zero
+    def __init__(self):
         self._packed: dict = {}
         self._lock = threading.Lock()
 
-    @property
-    def shape(self) -> tuple:
-        return self.b.shape
-
     def packed(self, key, make):
+        """``make(self)``, made the first time ``key`` is asked for."""
         p = self._packed.get(key)
         if p is None:
             with self._lock:
@@ -57,6 +51,22 @@ class QWeight:
                     p = make(self)
                     self._packed[key] = p
         return p
+
+
+class QWeight(PackedForms):
+    """An s8 weight ``b`` (K, N) with per-column zero points ``b_zero`` (N,)
+    int32, and the packed forms backends derive from it.  Read-only once built."""
+
+    __slots__ = ("b", "b_zero")
+
+    def __init__(self, b: np.ndarray, b_zero: np.ndarray):
+        super().__init__()
+        self.b = b
+        self.b_zero = b_zero
+
+    @property
+    def shape(self) -> tuple:
+        return self.b.shape
 
 
 def quantize_ref(x: np.ndarray, scale, zero, dtype) -> np.ndarray:
