@@ -28,6 +28,7 @@ import numpy as np
 
 from ... import registry
 from ...backends.numpy_quant import F32, S32, S8, U8, QWeight, dequantize_ref, qgemm_ref, quantize_ref
+from ...errors import ShapeError
 from ..ir import Op
 from ..opdefs import define
 from ..shapes import fail
@@ -144,15 +145,37 @@ def _dyn_ref(node, args):
 
 
 def _dyn_lower(node, ctx):
-    from ...ops.quant import dynamic_quantize_linear
+    """The range and quantize kernels chosen now; a run calls both on the
+    planned (1, 1, n) view and writes y straight into its slot.  Symbolic
+    shapes go to the reference."""
+    from ...ops.quant import dynamic_params
     from ...plan.select import Step
+    (x,) = node.inputs
+    if any(not isinstance(d, int) for d in x.shape):
+        return None
+    n = int(np.prod(x.shape, dtype=np.int64))
+    if n == 0:
+        return None  # the reference raises the op's error
+    backend = None if ctx.backend in (None, "auto") else ctx.backend
+    flat, shape3 = np.zeros(n, F32), (1, 1, n)
+    minmax = registry.select("minmax", backend, flat, out=np.zeros(2, F32)).fn
+    quantize = registry.select("quantize_linear", backend, flat.reshape(shape3),
+                               np.zeros(1, F32), np.zeros(1, np.int32), out=np.zeros(shape3, U8))
 
     def run(args, outs):
-        _, s, z = dynamic_quantize_linear(args[0], out=outs[0])  # y straight into its slot
-        outs[1][...] = s
-        outs[2][...] = z
-    return Step(node, run, list(node.inputs), {}, "c", "ops.dynamic_quantize_linear",
-                out_mode="list")
+        # The three small arrays are per run: a plan may run in several threads.
+        lo_hi, scale, zero = np.empty(2, F32), np.empty(1, F32), np.empty(1, np.int32)
+        xf = np.ascontiguousarray(args[0], F32).reshape(-1)
+        minmax(xf, out=lo_hi)
+        if not (np.isfinite(lo_hi[0]) and np.isfinite(lo_hi[1])):
+            raise ShapeError(f"{node.name}: DynamicQuantizeLinear expected finite values, "
+                             f"received range [{lo_hi[0]}, {lo_hi[1]}]")
+        scale[0], zero[0] = dynamic_params(lo_hi[0], lo_hi[1])
+        quantize.fn(xf.reshape(shape3), scale, zero, out=outs[0].reshape(shape3))
+        outs[1][...] = scale[0]
+        outs[2][...] = zero[0]
+    return Step(node, run, list(node.inputs), {}, quantize.backend,
+                f"{quantize.backend}.dynamic_quantize_linear", out_mode="list")
 
 
 # ---- QGEMM ----------------------------------------------------------------------------
