@@ -265,7 +265,7 @@ def test_qconv2d_errors_name_the_argument():
 # ---- ONNX: ConvInteger and QLinearConv against ONNX Runtime ------------------------------------
 
 def _ort_and_pyinfer(model, feeds, backend="auto"):
-    ort = pytest.importorskip("onnxruntime")
+    ort = pytest.importorskip("onnxruntime", reason='pip install ".[test]"')
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     want = sess.run(None, feeds)[0]
     import pyinfer.onnx_backend as ob
@@ -308,7 +308,7 @@ def _qlinearconv_model(rng, per_channel, with_bias, group, pads, strides):
     (True, True, 1, (1, 1, 1, 1), (2, 2)),
 ])
 def test_qlinearconv_matches_onnxruntime(backend, per_channel, with_bias, group, pads, strides):
-    pytest.importorskip("onnx")
+    pytest.importorskip("onnx", reason='pip install ".[test]"')
     rng = np.random.default_rng(11)
     model = _qlinearconv_model(rng, per_channel, with_bias, group, pads, strides)
     x = rng.integers(0, 256, (2, 4, 9, 7), dtype=np.uint8)
@@ -326,7 +326,7 @@ def test_qlinearconv_matches_onnxruntime(backend, per_channel, with_bias, group,
 @pytest.mark.parametrize("wdtype,xz_is_input", [(np.int8, False), (np.uint8, False),
                                                 (np.int8, True)])
 def test_convinteger_matches_onnxruntime_exactly(backend, wdtype, xz_is_input):
-    pytest.importorskip("onnx")
+    pytest.importorskip("onnx", reason='pip install ".[test]"')
     from onnx import TensorProto, helper, numpy_helper
     rng = np.random.default_rng(12)
     info = np.iinfo(wdtype)
@@ -354,7 +354,7 @@ def test_convinteger_matches_onnxruntime_exactly(backend, wdtype, xz_is_input):
 
 
 def test_qconv_import_refuses_runtime_weights():
-    pytest.importorskip("onnx")
+    pytest.importorskip("onnx", reason='pip install ".[test]"')
     from onnx import TensorProto, helper
     node = helper.make_node("ConvInteger", ["x", "w"], ["y"])
     g = helper.make_graph([node], "ci",

@@ -28,7 +28,7 @@ from pyinfer.graph.ir import Op
 from pyinfer.graph.passes import optimize
 from pyinfer.graph.reference import evaluate
 
-onnx = pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx", reason='pip install ".[test]"')
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 H = W = 10
@@ -330,7 +330,7 @@ def test_bad_calibration_shape_names_the_input():
 # ---- ONNX Runtime's QDQ models ---------------------------------------------------------------
 
 def _ort_qdq(model, tmp_path, per_channel=True, activations="u8"):
-    quant = pytest.importorskip("onnxruntime.quantization")
+    quant = pytest.importorskip("onnxruntime.quantization", reason='pip install ".[test]"')
     src, dst = tmp_path / "f32.onnx", tmp_path / "qdq.onnx"
     onnx.save(model, src)
 
@@ -350,7 +350,7 @@ def _ort_qdq(model, tmp_path, per_channel=True, activations="u8"):
 
 
 def _ort_run(model, feed):
-    ort = pytest.importorskip("onnxruntime")
+    ort = pytest.importorskip("onnxruntime", reason='pip install ".[test]"')
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
@@ -376,7 +376,7 @@ def test_ort_qdq_cnn_becomes_qconv_and_matches_ort(tmp_path, per_channel, activa
 
 
 def test_ort_dynamic_cnn_fuses_into_run_time_scaled_qconvs(tmp_path):
-    quant = pytest.importorskip("onnxruntime.quantization")
+    quant = pytest.importorskip("onnxruntime.quantization", reason='pip install ".[test]"')
     src, dst = tmp_path / "f32.onnx", tmp_path / "dyn.onnx"
     onnx.save(_cnn(seed=12, bn=False), src)
     quant.quantize_dynamic(str(src), str(dst), weight_type=quant.QuantType.QUInt8)
@@ -438,7 +438,7 @@ def test_export_of_imported_qdq_model_is_ort_fusable_and_exact(tmp_path, activat
     # the int32 bias comes back as DequantizeLinear(int32): ORT fuses as many
     # QLinearConvs as from its own file (all 5 with u8 activations; with s8
     # ones this ORT build fuses only some, from either file)
-    ort = pytest.importorskip("onnxruntime")
+    ort = pytest.importorskip("onnxruntime", reason='pip install ".[test]"')
 
     def qlinear_convs(model_path):
         so = ort.SessionOptions()

@@ -7,7 +7,7 @@ import pytest
 import pyinfer
 from pyinfer.models import resnet
 
-ort = pytest.importorskip("onnxruntime")
+ort = pytest.importorskip("onnxruntime", reason='pip install ".[test]"')
 
 
 @pytest.fixture(scope="module")
