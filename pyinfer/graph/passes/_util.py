@@ -116,6 +116,18 @@ def finish(graph: Graph) -> None:
 
 # ---- matching helpers ------------------------------------------------------------------
 
+def apply_rules(graph: Graph, ops, rules) -> None:
+    """Each rule ``rule(graph, node, users) -> changed`` in turn over the nodes
+    of ``ops`` (a snapshot per rule, use lists fresh per node), the graph
+    finished after a rule that changed it, so the next rule sees its result."""
+    for rule in rules:
+        changed = False
+        for node in [n for n in graph.nodes if n.op in ops]:
+            changed |= rule(graph, node, users(graph))
+        if changed:
+            finish(graph)
+
+
 def producer(v: Optional[Value], op=None) -> Optional[Node]:
     """The node making ``v`` (None for inputs/constants), if its op is ``op`` (an Op or a set)."""
     if v is None or v.producer is None or v.is_constant:

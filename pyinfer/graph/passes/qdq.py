@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Op
-from ._util import finish, is_output, make_node, note, place, producer, users
+from ._util import apply_rules, finish, is_output, make_node, note, place, producer, users
 
 ACTIVATIONS = {Op.RELU: "relu", Op.GELU: "gelu", Op.GELU_TANH: "gelu_tanh", Op.SILU: "silu",
                Op.SIGMOID: "sigmoid", Op.TANH: "tanh"}
@@ -183,11 +183,6 @@ def qdq(graph: Graph) -> None:
         changed |= _fuse_qdq_linear(graph, node, users(graph))
     if changed:
         finish(graph)
-    for rule in (_fuse_dynamic, _absorb_epilogue):
-        changed = False
-        for node in [n for n in graph.nodes if n.op is Op.QGEMM]:
-            changed |= rule(graph, node, users(graph))
-        if changed:
-            finish(graph)
+    apply_rules(graph, (Op.QGEMM,), (_fuse_dynamic, _absorb_epilogue))
     if _fold_leftover_weights(graph):
         finish(graph)

@@ -37,7 +37,7 @@ import numpy as np
 
 from ...backends.numpy_ref import ACTIVATIONS as EPILOGUE_ACTIVATIONS
 from ..ir import Graph, Node, Op, Value
-from ._util import finish, is_output, make_node, note, place, producer, users
+from ._util import apply_rules, finish, is_output, make_node, note, place, producer, users
 
 U8, S8, S32, F32 = (np.dtype(t) for t in (np.uint8, np.int8, np.int32, np.float32))
 
@@ -272,10 +272,5 @@ def qdq_conv(graph: Graph) -> None:
         changed |= _fuse(graph, conv)
     if changed:
         finish(graph)
-    for rule in (_fuse_dynamic, _absorb_epilogue):
-        changed = False
-        for node in [n for n in graph.nodes if n.op is Op.QCONV]:
-            changed |= rule(graph, node, users(graph))
-        if changed:
-            finish(graph)
+    apply_rules(graph, (Op.QCONV,), (_fuse_dynamic, _absorb_epilogue))
     absorb_requantize(graph)
