@@ -59,13 +59,20 @@ static pi_index pi_gemm_passes(pi_index m, int mr)
     return p;
 }
 
-/* The kernel for a small-M call that streams B (2 <= m <= 16): of the ISA of
- * the default kernel, the MR > 1 entry with the fewest sliver passes per
- * column.  Falls back to pi_gemm_select. */
-static const pi_gemm_ukernel *pi_gemm_select_stream(pi_index elem_size, pi_index m)
+/* Up to this many rows, a call picks its kernel by sliver passes
+ * (pi_gemm_select_small_m); taller ones run the default kernel (measured equal
+ * at 122..1024 rows for packed B, Zen 3). */
+#define PI_GEMM_PASS_RULE_M 16
+
+/* The kernel for a call of m rows, whether B is streamed or packed ahead: the
+ * row kernel for M = 1; for 2 <= m <= PI_GEMM_PASS_RULE_M, of the default
+ * kernel's ISA, the MR > 1 entry with the fewest sliver passes per column (8
+ * rows run as 2 passes of 4x24, not 6 + 2 rows over 16 columns); else
+ * pi_gemm_select's. */
+static const pi_gemm_ukernel *pi_gemm_select_small_m(pi_index elem_size, pi_index m)
 {
     const pi_gemm_ukernel *best = pi_gemm_select(elem_size, m);
-    if (!best || pi_gemm_forced_ukernel >= 0 || m < 2 || m > 16)
+    if (!best || pi_gemm_forced_ukernel >= 0 || m < 2 || m > PI_GEMM_PASS_RULE_M)
         return best;
     for (int i = 0; i < pi_gemm_ukernel_count; i++) {
         const pi_gemm_ukernel *u = &pi_gemm_ukernel_table[i];
@@ -80,10 +87,6 @@ static const pi_gemm_ukernel *pi_gemm_select_stream(pi_index elem_size, pi_index
 
 static pi_index round64(pi_index x) { return (x + 63) / 64 * 64; }
 
-/* Packed B calls of up to this many rows pick the kernel by sliver passes
- * (pi_gemm_select_packed); taller ones run the default kernel (measured
- * equal at 122..1024 rows, Zen 3). */
-#define PI_GEMM_PACKED_PASS_RULE_M 16
 /* Below this work (pi_gemm_packed_threads) a packed call runs on one thread. */
 #define PI_GEMM_PACKED_MIN_WORK 2e6
 
@@ -116,7 +119,7 @@ static pi_index pi_gemm_layout(const pi_gemm_ukernel *u, pi_index m, pi_index n,
 PI_EXPORT pi_index pi_gemm_workspace_bytes(int elem_size, pi_index m, pi_index n, pi_index k)
 {
     const pi_gemm_ukernel *u = pi_gemm_select(elem_size, m);
-    const pi_gemm_ukernel *s = pi_gemm_select_stream(elem_size, m);
+    const pi_gemm_ukernel *s = pi_gemm_select_small_m(elem_size, m);
     pi_index a, b;
     if (!u)
         return 0;
@@ -155,25 +158,6 @@ typedef struct {
     int elem_size, ukernel, nr;
     pi_index k, n;
 } pi_gemm_packed_hdr;
-
-/* The kernel a B packed for calls of m rows is laid out for: the row kernel
- * for M = 1; otherwise, of the default kernel's ISA, the MR > 1 entry with the
- * fewest sliver passes per column (as for streamed B: 8 rows run as 2 passes
- * of 4x24, not 6 + 2 rows over 16 columns). */
-static const pi_gemm_ukernel *pi_gemm_select_packed(pi_index elem_size, pi_index m)
-{
-    const pi_gemm_ukernel *best = pi_gemm_select(elem_size, m);
-    if (!best || pi_gemm_forced_ukernel >= 0 || m < 2 || m > PI_GEMM_PACKED_PASS_RULE_M)
-        return best;
-    for (int i = 0; i < pi_gemm_ukernel_count; i++) {
-        const pi_gemm_ukernel *u = &pi_gemm_ukernel_table[i];
-        if (u->elem_size != elem_size || u->isa != best->isa || u->mr < 2)
-            continue;
-        if (pi_gemm_passes(m, u->mr) * best->nr < pi_gemm_passes(m, best->mr) * u->nr)
-            best = u;
-    }
-    return best;
-}
 
 static const pi_gemm_ukernel *pi_gemm_packed_ukernel(const pi_gemm_packed_hdr *h)
 {
@@ -239,7 +223,7 @@ static pi_index pi_gemm_packed_kc(const pi_gemm_ukernel *u, pi_index m, pi_index
 
 PI_EXPORT pi_index pi_gemm_packed_b_bytes(int elem_size, pi_index m, pi_index k, pi_index n)
 {
-    const pi_gemm_ukernel *u = pi_gemm_select_packed(elem_size, m);
+    const pi_gemm_ukernel *u = pi_gemm_select_small_m(elem_size, m);
     if (!u || k < 0 || n < 0)
         return 0;
     return PI_GEMM_PACKED_HDR_BYTES + round64((n + u->nr - 1) / u->nr * u->nr * k * elem_size);
