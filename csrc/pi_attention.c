@@ -382,33 +382,27 @@ static int attn_prepare(attn_args *g, int elem, pi_index nb, pi_index nh, pi_ind
     return PI_OK;
 }
 
-PI_EXPORT int pi_f32_attention(pi_index nb, pi_index nh, pi_index sq, pi_index sk,
-                               pi_index d, pi_index dv, float scale,
-                               const float *q, const pi_index *q_strides,
-                               const float *k, const pi_index *k_strides,
-                               const float *v, const pi_index *v_strides,
-                               const float *mask, const pi_index *mask_strides,
-                               float *out, const pi_index *out_strides,
-                               void *ws, pi_index ws_bytes)
+typedef void (*attn_scalar_task)(const attn_args *, pi_index, double *);
+
+/* Both entry points: check and split (attn_prepare), then the (b, h, chunk)
+ * tasks over the threads, each with its own slice of ws; vec (f32 with
+ * AVX2/AVX-512) or else the scalar task per task. */
+static int attn_run(int elem, double scale, pi_index nb, pi_index nh, pi_index sq, pi_index sk,
+                    pi_index d, pi_index dv, const void *q, const pi_index *q_st,
+                    const void *k, const pi_index *k_st, const void *v, const pi_index *v_st,
+                    const void *mask, const pi_index *m_st, void *out, const pi_index *o_st,
+                    void *ws, pi_index ws_bytes, attn_task32 vec, attn_scalar_task scalar)
 {
     attn_args g;
     int nt;
-    int st = attn_prepare(&g, (int)sizeof(float), nb, nh, sq, sk, d, dv, q, q_strides, k,
-                          k_strides, v, v_strides, mask, mask_strides, out, out_strides, ws,
-                          ws_bytes, &nt);
+    int st = attn_prepare(&g, elem, nb, nh, sq, sk, d, dv, q, q_st, k, k_st, v, v_st, mask,
+                          m_st, out, o_st, ws, ws_bytes, &nt);
     if (st != PI_OK || nt <= 0)
         return st;
-    g.scale32 = scale;
+    g.scale32 = (float)scale;
     g.scale64 = scale;
-    const pi_index per = attn_thread_bytes(4, sk, d, dv);
+    const pi_index per = attn_thread_bytes(elem, sk, d, dv);
     const pi_index tasks = nb * nh * g.nc;
-    attn_task32 vec = NULL;
-#if PI_X86
-    if (pi_current_isa >= PI_ISA_AVX512)
-        vec = pi_attn_task_f32_avx512;
-    else if (pi_current_isa >= PI_ISA_AVX2)
-        vec = pi_attn_task_f32_avx2;
-#endif
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         void *base = (char *)ws + (pi_index)omp_get_thread_num() * per;
@@ -421,10 +415,31 @@ PI_EXPORT int pi_f32_attention(pi_index nb, pi_index nh, pi_index sq, pi_index s
         } else {
 #pragma omp for schedule(dynamic)
             for (pi_index t = 0; t < tasks; t++)
-                attn_task_f32_portable(&g, t, (double *)base);
+                scalar(&g, t, (double *)base);
         }
     }
     return PI_OK;
+}
+
+PI_EXPORT int pi_f32_attention(pi_index nb, pi_index nh, pi_index sq, pi_index sk,
+                               pi_index d, pi_index dv, float scale,
+                               const float *q, const pi_index *q_strides,
+                               const float *k, const pi_index *k_strides,
+                               const float *v, const pi_index *v_strides,
+                               const float *mask, const pi_index *mask_strides,
+                               float *out, const pi_index *out_strides,
+                               void *ws, pi_index ws_bytes)
+{
+    attn_task32 vec = NULL;
+#if PI_X86
+    if (pi_current_isa >= PI_ISA_AVX512)
+        vec = pi_attn_task_f32_avx512;
+    else if (pi_current_isa >= PI_ISA_AVX2)
+        vec = pi_attn_task_f32_avx2;
+#endif
+    return attn_run((int)sizeof(float), scale, nb, nh, sq, sk, d, dv, q, q_strides, k,
+                    k_strides, v, v_strides, mask, mask_strides, out, out_strides, ws, ws_bytes,
+                    vec, attn_task_f32_portable);
 }
 
 PI_EXPORT int pi_f64_attention(pi_index nb, pi_index nh, pi_index sq, pi_index sk,
@@ -436,25 +451,9 @@ PI_EXPORT int pi_f64_attention(pi_index nb, pi_index nh, pi_index sq, pi_index s
                                double *out, const pi_index *out_strides,
                                void *ws, pi_index ws_bytes)
 {
-    attn_args g;
-    int nt;
-    int st = attn_prepare(&g, (int)sizeof(double), nb, nh, sq, sk, d, dv, q, q_strides, k,
-                          k_strides, v, v_strides, mask, mask_strides, out, out_strides, ws,
-                          ws_bytes, &nt);
-    if (st != PI_OK || nt <= 0)
-        return st;
-    g.scale32 = (float)scale;
-    g.scale64 = scale;
-    const pi_index per = attn_thread_bytes(8, sk, d, dv);
-    const pi_index tasks = nb * nh * g.nc;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        double *base = (double *)((char *)ws + (pi_index)omp_get_thread_num() * per);
-#pragma omp for schedule(dynamic)
-        for (pi_index t = 0; t < tasks; t++)
-            attn_task_f64(&g, t, base);
-    }
-    return PI_OK;
+    return attn_run((int)sizeof(double), scale, nb, nh, sq, sk, d, dv, q, q_strides, k,
+                    k_strides, v, v_strides, mask, mask_strides, out, out_strides, ws, ws_bytes,
+                    NULL, attn_task_f64);
 }
 
 #else /* PI_ATTN_BODY: the f32 vector task, once per width */
