@@ -430,32 +430,8 @@ PI_EXPORT int pi_u8s8_dwconv2d(const pi_conv2d_shape *s, const unsigned char *x,
 
 /* ======================= general: implicit GEMM over qgemm's kernels ========= */
 
-#define QENTRY_(name, isa, MR, NR, KU, ES, WB) {#name, PI_QGEMM_ISA_##isa, MR, NR, KU, ES, WB, name},
-static const pi_qgemm_ukernel qtab[] = {PI_QGEMM_UKERNELS(QENTRY_)};
-#undef QENTRY_
-#define QHEADER 64 /* the packed B's header (pi_qgemm_ukernels.h): magic, index, k, n */
-#define QL2_BUDGET (160 * 1024)
 
-typedef struct {
-    int magic, index;
-    pi_index k, n;
-} cv_qheader;
 
-static pi_index sliver_bytes(const pi_qgemm_ukernel *u, pi_index k)
-{
-    return round64((pi_index)u->nr * 8 + cdiv(k, u->ku) * u->nr * u->ku * u->es);
-}
-
-/* Pixels of an A block: qgemm's rule (the packed block fills ~160 KiB of L2,
- * a multiple of MR, at most 16 panels). */
-static pi_index cv_mc(const pi_qgemm_ukernel *u, pi_index k)
-{
-    pi_index row = cdiv(k, u->ku) * u->ku * u->es;
-    pi_index mc = row > 0 ? QL2_BUDGET / row / u->mr * u->mr : 16 * u->mr;
-    if (mc < u->mr) mc = u->mr;
-    if (mc > 16 * u->mr) mc = 16 * u->mr;
-    return mc;
-}
 
 /* What a call needs to know about its groups' packed weights. */
 typedef struct {
@@ -482,11 +458,11 @@ static int cv_make_plan(const pi_conv2d_shape *s, const void *const *packed_b, c
     pi_index abytes = 0;
     for (pi_index g = 0; g < s->groups; g++) {
         const int idx = pi_u8s8_packed_b_ukernel(packed_b[g]);
-        const cv_qheader *h = (const cv_qheader *)packed_b[g];
+        const pi_qgemm_packed_hdr *h = (const pi_qgemm_packed_hdr *)packed_b[g];
         if (idx < 0 || h->k != pl->kd || h->n != kg)
             return -1;
-        const pi_qgemm_ukernel *u = &qtab[idx];
-        const pi_index mc = cv_mc(u, pl->kd);
+        const pi_qgemm_ukernel *u = pi_qgemm_ukernel_at(idx);
+        const pi_index mc = pi_qgemm_block_rows(u, pl->kd);
         if (pl->mcb < 0 || mc < pl->mcb) pl->mcb = mc;
         pl->mr_lcm = pl->mr_lcm / gcd_int(pl->mr_lcm, u->mr) * u->mr;
         if (u->mr > pl->max_mr) pl->max_mr = u->mr;
@@ -886,7 +862,7 @@ PI_EXPORT int pi_u8s8_conv2d(const pi_conv2d_shape *s, const unsigned char *x, p
             const pi_index blk = it / nch, ch = it % nch;
             const pi_index mb = blk % nmb, g = blk / nmb % s->groups, n = blk / nmb / s->groups;
             const void *pb = packed_b[g];
-            const pi_qgemm_ukernel *u = &qtab[pi_u8s8_packed_b_ukernel(pb)];
+            const pi_qgemm_ukernel *u = pi_qgemm_ukernel_at(pi_u8s8_packed_b_ukernel(pb));
             const int MR = u->mr, NR = u->nr;
             const pi_index kgrp = cdiv(pl.kd, u->ku), panel_bytes = kgrp * u->ku * u->es * MR;
             const pi_index p0 = mb * pl.mcb;
@@ -905,9 +881,9 @@ PI_EXPORT int pi_u8s8_conv2d(const pi_conv2d_shape *s, const unsigned char *x, p
                 }
                 packed_blk = blk;
             }
-            const pi_index nsl = cdiv(kg, NR), sb = sliver_bytes(u, pl.kd);
+            const pi_index nsl = cdiv(kg, NR), sb = pi_qgemm_sliver_bytes(u, pl.kd);
             const pi_index s0 = nsl * ch / nch, s1 = nsl * (ch + 1) / nch;
-            const char *bpk = (const char *)pb + QHEADER;
+            const char *bpk = (const char *)pb + PI_QGEMM_PACKED_HEADER;
             for (pi_index sl = s0; sl < s1; sl++) {
                 const char *bb = bpk + sl * sb;
                 const pi_index j0 = sl * NR, o0 = g * kg + j0;

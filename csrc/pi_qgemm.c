@@ -32,14 +32,8 @@
 static const pi_qgemm_ukernel qtable[] = {PI_QGEMM_UKERNELS(PI_QGEMM_ENTRY_)};
 #define QCOUNT ((int)(sizeof(qtable) / sizeof(qtable[0])))
 
-#define QMAGIC 0x38697170 /* "pqi8" */
-#define QHEADER 64
-#define QL2_BUDGET (160 * 1024)
 
-typedef struct {
-    int magic, index;
-    pi_index k, n;
-} qheader;
+const pi_qgemm_ukernel *pi_qgemm_ukernel_at(int i) { return &qtable[i]; }
 
 static int vnni_cpu(void)
 {
@@ -124,10 +118,6 @@ PI_EXPORT int pi_u8s8_gemm_ukernel_info(int index, int *isa, int *mr, int *nr, i
 static pi_index cdiv(pi_index a, pi_index b) { return (a + b - 1) / b; }
 static pi_index round64(pi_index x) { return (x + 63) / 64 * 64; }
 
-static pi_index sliver_bytes(const pi_qgemm_ukernel *u, pi_index k)
-{
-    return round64((pi_index)u->nr * 8 + cdiv(k, u->ku) * u->nr * u->ku * u->es);
-}
 
 PI_EXPORT pi_index pi_u8s8_packed_b_bytes(int ukernel, pi_index k, pi_index n)
 {
@@ -139,7 +129,7 @@ PI_EXPORT pi_index pi_u8s8_packed_b_bytes(int ukernel, pi_index k, pi_index n)
     if (ukernel >= QCOUNT || k < 0 || n < 0)
         return 0;
     const pi_qgemm_ukernel *u = &qtable[ukernel];
-    return QHEADER + cdiv(n, u->nr) * sliver_bytes(u, k);
+    return PI_QGEMM_PACKED_HEADER + cdiv(n, u->nr) * pi_qgemm_sliver_bytes(u, k);
 }
 
 PI_EXPORT int pi_u8s8_pack_b(int ukernel, pi_index k, pi_index n,
@@ -158,16 +148,16 @@ PI_EXPORT int pi_u8s8_pack_b(int ukernel, pi_index k, pi_index n,
     if (u->wb < 8 && pi_u8s8_weight_bits(k, n, b, b_rs, b_cs, b_zero) > u->wb)
         return PI_ERR_ARG;
     const int NR = u->nr, KU = u->ku, fold = u->wb < 8;
-    const pi_index kg = cdiv(k, KU), nsl = cdiv(n, NR), sb = sliver_bytes(u, k);
-    qheader *h = (qheader *)packed;
-    memset(packed, 0, QHEADER);
-    h->magic = QMAGIC;
+    const pi_index kg = cdiv(k, KU), nsl = cdiv(n, NR), sb = pi_qgemm_sliver_bytes(u, k);
+    pi_qgemm_packed_hdr *h = (pi_qgemm_packed_hdr *)packed;
+    memset(packed, 0, PI_QGEMM_PACKED_HEADER);
+    h->magic = PI_QGEMM_PACKED_MAGIC;
     h->index = ukernel;
     h->k = k;
     h->n = n;
 #pragma omp parallel for schedule(static) num_threads(pi_num_threads) if (k * n > 65536)
     for (pi_index s = 0; s < nsl; s++) {
-        char *blk = (char *)packed + QHEADER + s * sb;
+        char *blk = (char *)packed + PI_QGEMM_PACKED_HEADER + s * sb;
         int *bz = (int *)blk, *bc = bz + NR;
         char *data = blk + (pi_index)NR * 8;
         memset(blk, 0, (size_t)sb);
@@ -200,20 +190,10 @@ PI_EXPORT int pi_u8s8_pack_b(int ukernel, pi_index k, pi_index n,
 
 PI_EXPORT int pi_u8s8_packed_b_ukernel(const void *packed)
 {
-    const qheader *h = (const qheader *)packed;
-    return h && h->magic == QMAGIC && h->index >= 0 && h->index < QCOUNT ? h->index : -1;
+    const pi_qgemm_packed_hdr *h = (const pi_qgemm_packed_hdr *)packed;
+    return h && h->magic == PI_QGEMM_PACKED_MAGIC && h->index >= 0 && h->index < QCOUNT ? h->index : -1;
 }
 
-/* Rows of the A block: fills L2 budget, a multiple of MR, at most 16 panels
- * (256 rows measured no different from 16 panels, 2026-11-25, noisy). */
-static pi_index qmc(const pi_qgemm_ukernel *u, pi_index k)
-{
-    pi_index row = cdiv(k, u->ku) * u->ku * u->es;
-    pi_index mc = row > 0 ? QL2_BUDGET / row / u->mr * u->mr : 16 * u->mr;
-    if (mc < u->mr) mc = u->mr;
-    if (mc > 16 * u->mr) mc = 16 * u->mr;
-    return mc;
-}
 
 static pi_index qslot_bytes(const pi_qgemm_ukernel *u, pi_index k, pi_index mc)
 {
@@ -346,7 +326,7 @@ typedef struct {
  * for float A the block as u8; then (once) the per-thread min/max pairs. */
 static pi_index qblock_rows(const pi_qgemm_ukernel *u, pi_index m, pi_index k, pi_index *nmb)
 {
-    pi_index mcb = qmc(u, k);
+    pi_index mcb = pi_qgemm_block_rows(u, k);
     *nmb = cdiv(m, mcb);
     return cdiv(cdiv(m, *nmb), u->mr) * u->mr; /* even blocks, no runt */
 }
@@ -362,8 +342,8 @@ static pi_index qworkspace(const void *packed_b, pi_index m, int float_a)
     if (idx < 0 || m < 0)
         return 0;
     const pi_qgemm_ukernel *u = &qtable[idx];
-    pi_index k = ((const qheader *)packed_b)->k;
-    pi_index mc = qmc(u, k);
+    pi_index k = ((const pi_qgemm_packed_hdr *)packed_b)->k;
+    pi_index mc = pi_qgemm_block_rows(u, k);
     pi_index mr = cdiv(m, u->mr) * u->mr;
     if (mr < mc) mc = mr;
     const pi_index nt = pi_num_threads < 1 ? 1 : pi_num_threads;
@@ -505,7 +485,7 @@ static int qgemm_drive(pi_index m, pi_index n, pi_index k, const qsrc *src, int 
     const int idx = pi_u8s8_packed_b_ukernel(packed_b);
     if (idx < 0 || out_kind < PI_QOUT_S32 || out_kind > PI_QOUT_U8)
         return PI_ERR_ARG;
-    const qheader *h = (const qheader *)packed_b;
+    const pi_qgemm_packed_hdr *h = (const pi_qgemm_packed_hdr *)packed_b;
     if (h->k != k || h->n != n || m < 0)
         return PI_ERR_ARG;
     const int float_a = src->x != NULL;
@@ -524,8 +504,8 @@ static int qgemm_drive(pi_index m, pi_index n, pi_index k, const qsrc *src, int 
     cx.k = k;
     cx.kg = cdiv(k, u->ku);
     cx.nsl = cdiv(n, u->nr);
-    cx.sb = sliver_bytes(u, k);
-    cx.bpk = (const char *)packed_b + QHEADER;
+    cx.sb = pi_qgemm_sliver_bytes(u, k);
+    cx.bpk = (const char *)packed_b + PI_QGEMM_PACKED_HEADER;
     cx.out_kind = out_kind;
     cx.activation = activation;
     cx.out_zero = out_zero;

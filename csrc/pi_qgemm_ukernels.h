@@ -101,4 +101,38 @@ static inline int pi_quantize_one(float x, float scale, int zero, int lo, int hi
     return v < lo ? lo : v > hi ? hi : v;
 }
 
+/* ---- the packed B, as pi_qgemm.c writes it and pi_qconv.c reads it ---------- */
+#define PI_QGEMM_PACKED_MAGIC 0x38697170 /* "pqi8" */
+#define PI_QGEMM_PACKED_HEADER 64        /* bytes before the first sliver */
+#define PI_QGEMM_L2_BUDGET (160 * 1024)   /* bytes of packed A a block may fill */
+
+typedef struct {
+    int magic, index; /* index: the micro-kernel (pi_qgemm_ukernel_at) laid out for */
+    pi_index k, n;
+} pi_qgemm_packed_hdr;
+
+/* Entry i of pi_qgemm.c's micro-kernel list (the index a packed B records). */
+const pi_qgemm_ukernel *pi_qgemm_ukernel_at(int i);
+
+static inline pi_index pi_qgemm_cdiv(pi_index a, pi_index b) { return (a + b - 1) / b; }
+
+/* Bytes of one packed sliver of NR columns: NR column sums (8 bytes each) and
+ * the K rounded up to KU, rounded up to 64. */
+static inline pi_index pi_qgemm_sliver_bytes(const pi_qgemm_ukernel *u, pi_index k)
+{
+    pi_index b = (pi_index)u->nr * 8 + pi_qgemm_cdiv(k, u->ku) * u->nr * u->ku * u->es;
+    return (b + 63) / 64 * 64;
+}
+
+/* Rows of an A block: fills the L2 budget, a multiple of MR, at most 16 panels
+ * (256 rows measured no different from 16 panels, 2026-11-25, noisy). */
+static inline pi_index pi_qgemm_block_rows(const pi_qgemm_ukernel *u, pi_index k)
+{
+    pi_index row = pi_qgemm_cdiv(k, u->ku) * u->ku * u->es;
+    pi_index mc = row > 0 ? PI_QGEMM_L2_BUDGET / row / u->mr * u->mr : 16 * u->mr;
+    if (mc < u->mr) mc = u->mr;
+    if (mc > 16 * u->mr) mc = 16 * u->mr;
+    return mc;
+}
+
 #endif
