@@ -280,8 +280,10 @@ def test_random_conv_quantized_plan_equals_its_reference(geo, mode, dtype, seed)
     (got,) = pyinfer.Interpreter(q).run(feed, outputs=[out])
     (want,) = evaluate(q, {k: np.ascontiguousarray(v) for k, v in feed.items()})
     assert got.dtype == dtype
-    if geo["act"] == "sigmoid":   # the C epilogue's float32 sigmoid: within 2 ulp of NumPy's
-        np.testing.assert_allclose(got, want, rtol=2.5e-7, atol=0)
+    if geo["act"] == "sigmoid":
+        # The C epilogue's float32 sigmoid is within 2.61 ulp of the exact value
+        # (csrc/pi_vmath.h's table), NumPy's within 1: 3.61 ulp between them.
+        np.testing.assert_allclose(got, want, rtol=3.61 * np.finfo(np.float32).eps, atol=0)
     else:                         # the int path, then exact float32 arithmetic
         np.testing.assert_array_equal(got, want)
     # exported as QDQ and imported again, qdq_conv makes the same QCONV: bit-exact
