@@ -106,6 +106,42 @@ def test_bad_inputs_name_the_input(bad, error, words):
         assert w in str(info.value), (w, str(info.value))
 
 
+def test_repeated_shape_skips_the_general_checks_and_nothing_else(monkeypatch):
+    """A run whose inputs are exactly the last run's kind (C-contiguous aligned
+    ndarrays, same shapes and dtypes) skips the general input checks; every
+    other input still gets them (and their conversions and errors)."""
+    g = mlp(batch_dim="batch")
+    it = Interpreter(g)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 32)).astype(np.float32)
+    (first,) = it.run({"x": x})
+
+    def general_checks(inputs):
+        raise AssertionError("general path")
+
+    general = it._check_inputs
+    monkeypatch.setattr(it, "_check_inputs", general_checks)
+    for same in ({"x": x}, [x], (x,), x):
+        (y,) = it.run(same)
+        np.testing.assert_array_equal(y, first)
+    x3 = rng.standard_normal((3, 32)).astype(np.float32)
+    for other in (np.asfortranarray(x), x[::-1][::-1].copy(order="F"), x3, [x.astype(np.float64)],
+                  {"x": x, "extra": x}, [x, x], x.tolist()):
+        with pytest.raises(AssertionError, match="general path"):
+            it.run(other)
+    monkeypatch.setattr(it, "_check_inputs", general)
+    (y,) = it.run(np.asfortranarray(x))  # converted on the general path
+    np.testing.assert_array_equal(y, first)
+    readonly = x.copy()
+    readonly.flags.writeable = False
+    (y,) = it.run([readonly])
+    np.testing.assert_array_equal(y, first)
+    with pytest.raises(DTypeError, match="'x'"):
+        it.run([x.astype(np.float64)])
+    with pytest.raises(ShapeError, match="unknown"):
+        it.run({"x": x, "extra": x})
+
+
 def test_symbolic_batch_gets_a_plan_per_shape():
     g = mlp(batch_dim="batch")
     it = Interpreter(g)
