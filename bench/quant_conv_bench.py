@@ -45,15 +45,10 @@ def _graph(c, k, hw, ks, stride, group):
 
 
 def _interleaved(fns, rounds):
-    times = [[] for _ in fns]
-    for fn in fns:
-        fn()
-    for _ in range(rounds):
-        for i, fn in enumerate(fns):
-            t = time.perf_counter()
-            fn()
-            times[i].append(time.perf_counter() - t)
-    return [float(np.median(t)) for t in times]
+    """Medians of a list of contenders (pyinfer.timing.interleaved keyed by position)."""
+    from pyinfer.timing import interleaved
+    med = interleaved(dict(enumerate(fns)), rounds, warmup=1)
+    return [med[i] for i in range(len(fns))]
 
 
 def shapes_table(threads, rounds):

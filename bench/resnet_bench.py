@@ -8,7 +8,6 @@ table gives the median latency of each and ORT/pyinfer (above 1: pyinfer faster)
 """
 import argparse
 import os
-import time
 
 import numpy as np
 
@@ -22,6 +21,7 @@ def main():
     import onnxruntime as ort
     import pyinfer
     from pyinfer.models import resnet
+    from pyinfer.timing import interleaved
     pyinfer.set_num_threads(args.threads)
     model = resnet.build(seed=0, size=224)
     so = ort.SessionOptions()
@@ -37,11 +37,9 @@ def main():
         (y,) = it.run([x])
         (yo,) = sess.run(None, {"input": x})
         diff = np.abs(y - yo).max() / np.abs(yo).max()
-        tp, to = [], []
-        for _ in range(args.rounds):
-            t = time.perf_counter(); it.run([x]); tp.append(time.perf_counter() - t)
-            t = time.perf_counter(); sess.run(None, {"input": x}); to.append(time.perf_counter() - t)
-        p, o = np.median(tp) * 1e3, np.median(to) * 1e3
+        med = interleaved({"pyinfer": lambda: it.run([x]),
+                           "ORT": lambda: sess.run(None, {"input": x})}, args.rounds)
+        p, o = med["pyinfer"] * 1e3, med["ORT"] * 1e3
         print(f"| {b} | {p:.2f} | {o:.2f} | {o / p:.2f}x | {diff:.1e} |")
 
 

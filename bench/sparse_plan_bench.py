@@ -6,7 +6,8 @@ layer, m = 1, 2, 4, 8 rows.
 Dense is the unpruned layer's plan (``c.gemm`` with B packed once, or ``blas.gemm`` at
 m = 1, whichever the selector runs); sparse is ``pyinfer.compress.prune(..., "block")``'s
 plan, whose SPARSE_GEMM takes the bias add and picks its kernel by measured speed.  Each
-round times 10 runs of each, the order alternating; medians per run.
+round times 10 runs of each, the order alternating (``pyinfer.timing.interleaved``);
+medians per run.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import pyinfer
 from pyinfer.compress import prune
+from pyinfer.timing import interleaved
 
 
 def linear_onnx(path: str, k: int = 768, n: int = 3072) -> None:
@@ -55,17 +57,8 @@ def main() -> None:
             for m in (1, 2, 4, 8):
                 feeds = {"x": rng.standard_normal((m, 768)).astype(np.float32)}
                 fns = {"sparse": lambda: sparse.run(feeds), "dense": lambda: dense.run(feeds)}
-                for f in fns.values():
-                    for _ in range(3):
-                        f()
-                times = {k: [] for k in fns}
-                for r in range(opts.rounds):
-                    for name in (["sparse", "dense"] if r % 2 else ["dense", "sparse"]):
-                        t = time.perf_counter()
-                        for _ in range(10):
-                            fns[name]()
-                        times[name].append((time.perf_counter() - t) / 10)
-                us = {k: float(np.median(v)) * 1e6 for k, v in times.items()}
+                med = interleaved(fns, opts.rounds, number=10, warmup=3)
+                us = {k: v * 1e6 for k, v in med.items()}
                 print(f"| {sparsity:.0%} | {block[0]}x{block[1]} | {m} | {us['sparse']:.0f} | "
                       f"{us['dense']:.0f} | {us['dense'] / us['sparse']:.2f}x |", flush=True)
 

@@ -166,17 +166,9 @@ def test_attention(benchmark, threads, b, contender):
 
 # ---- script mode --------------------------------------------------------------------------
 
-def _interleaved(fns: dict, rounds: int, warmup: int = 3) -> dict:
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {name: float(np.median(t)) for name, t in times.items()}
+def _interleaved(fns: dict, rounds: int) -> dict:
+    from pyinfer.timing import interleaved
+    return interleaved(fns, rounds, warmup=3)
 
 
 def _blocks(fns: dict, per_block: int = 20, repeats: int = 3, warmup: int = 5) -> dict:

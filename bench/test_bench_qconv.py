@@ -137,16 +137,8 @@ def test_qconv(benchmark, threads, case, batch, contender):
 
 def interleaved(fns, rounds, clock=time.perf_counter):
     """Medians (ms) of the contenders called one after another, round by round."""
-    for fn in fns.values():
-        for _ in range(3):
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t0 = clock()
-            fn()
-            times[name].append(clock() - t0)
-    return {name: float(np.median(v)) * 1e3 for name, v in times.items()}
+    from pyinfer.timing import interleaved as medians
+    return {name: t * 1e3 for name, t in medians(fns, rounds, warmup=3, clock=clock).items()}
 
 
 def blockwise(fns, calls=20, repeats=3):
