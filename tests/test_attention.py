@@ -304,8 +304,11 @@ def test_plan_runs_c_attention_on_projection_views():
     feeds = _feeds(b, s, h, d)
     (y,) = it.run(feeds)
     text = it.explain()
-    assert "c.attention <- attention" in text, text
+    # the head merge (transpose back to (B, S, H, D)) is written by the kernel
+    # itself (passes/layout.py), so the reshape after it is a view, not a copy
+    assert "c.attention[out_perm (0, 2, 1, 3)] <- attention" in text, text
     assert "attention(matmul,softmax,matmul)" not in text
+    assert "reshape_copy" not in text and "<- transpose" not in text.split("c.attention")[-1]
     ref = pyinfer.Interpreter(g, backend="numpy")
     (want,) = ref.run(feeds)
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
@@ -313,6 +316,46 @@ def test_plan_runs_c_attention_on_projection_views():
     it.run(feeds, outputs=out)
     np.testing.assert_array_equal(out[0], y)
     assert "c.attention" in it.profile(feeds, repeat=2)
+
+
+def _attention_then(reader_perms, extra_reader=False, merge=True):
+    """q (2, 3, 5, 8) -> attention -> a TRANSPOSE per perm in reader_perms
+    (each a graph output), optionally also a direct reader of the result;
+    merge=False gives batch dims the C kernel cannot merge (the 3-op fallback)."""
+    g = Graph("att_out")
+    shape = (2, 3, 5, 8) if merge else (4, 3, 2, 5, 8)
+    x = g.input("x", shape, F32)
+    q = x if merge else g.add(Op.TRANSPOSE, [x], {"perm": (2, 1, 0, 3, 4)})
+    kt = g.add(Op.TRANSPOSE, [q], {"perm": tuple(range(q.ndim - 2)) + (q.ndim - 1, q.ndim - 2)})
+    sc = g.add(Op.MUL, [g.add(Op.MATMUL, [q, kt]), g.constant(np.array(0.3, F32))])
+    o = g.add(Op.MATMUL, [g.add(Op.SOFTMAX, [sc], {"axis": -1}), q])
+    for i, perm in enumerate(reader_perms):
+        g.output(g.add(Op.TRANSPOSE, [o], {"perm": perm}), f"t{i}")
+    if extra_reader:
+        g.output(g.add(Op.RELU, [o]), "relu")
+    feed = np.random.default_rng(5).standard_normal(shape).astype(F32)
+    return g, feed
+
+
+@pytest.mark.parametrize("perms,extra,merge,folded", [
+    ([(0, 2, 1, 3)], False, True, True),       # the head merge of every transformer
+    ([(1, 0, 2, 3)], False, True, True),
+    ([(0, 1, 3, 2)], False, True, False),      # moves the last axis: rows would be strided
+    ([(0, 2, 1, 3), (1, 0, 2, 3)], False, True, False),   # two readers
+    ([(0, 2, 1, 3)], True, True, False),
+    ([(0, 2, 1, 3, 4)], False, False, True),   # folded into the 3-op fallback too
+])
+def test_attention_writes_the_transpose_that_follows_it(perms, extra, merge, folded):
+    g, feed = _attention_then(perms, extra, merge)
+    want = pyinfer.Interpreter(g, passes="none", backend="numpy").run([feed])
+    for backend in ("auto", "numpy"):
+        it = pyinfer.Interpreter(g, backend=backend)
+        got = it.run([feed])
+        att = [n for n in it.plan.graph.nodes if n.op is Op.ATTENTION]
+        assert len(att) == 1 and ("out_perm" in att[0].attrs) == folded, it.explain()
+        for y, w in zip(got, want):
+            assert y.shape == w.shape
+            np.testing.assert_allclose(y, w, rtol=2e-5, atol=2e-6)
 
 
 def test_plan_falls_back_when_batch_dims_do_not_merge():

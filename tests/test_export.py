@@ -194,6 +194,8 @@ def test_optimized_graphs_export_fused_nodes_and_attention(rng, opset):
     opt = optimize(specialize(g, [feeds[v.name].shape for v in g.inputs]))
     ops = {n.op for n in opt.nodes}
     assert {Op.ATTENTION, Op.FUSED_ELEMENTWISE, Op.LAYER_NORM, Op.GEMM} <= ops, ops
+    # the head merge taken into the attention node (passes/layout.py) exports as a Transpose
+    assert all("out_perm" in n.attrs for n in opt.nodes if n.op is Op.ATTENTION)
     exported = to_onnx(opt, opset=opset)
     onnx.checker.check_model(exported)
     assert_close(_ort(exported, feeds)[0], _ort(model, feeds)[0], F32, atol_extra=1e-5)

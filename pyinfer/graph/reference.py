@@ -104,7 +104,8 @@ def eval_node(node: Node, args: list) -> list:
         s = np.matmul(q, np.swapaxes(k, -1, -2)) * at.get("scale", 1.0 / np.sqrt(q.shape[-1]))
         if mask is not None:
             s = s + mask
-        return [np.matmul(numpy_ref.softmax_ref(s.astype(out_dtype), -1), v).astype(out_dtype)]
+        y = np.matmul(numpy_ref.softmax_ref(s.astype(out_dtype), -1), v).astype(out_dtype)
+        return [y if "out_perm" not in at else np.transpose(y, at["out_perm"])]
     if op is Op.FUSED_ELEMENTWISE:
         dtypes = at.get("dtypes") or (at["dtype"],) * len(at["results"])
         res = run_program(at["program"], at["results"], args, at["dtype"])

@@ -158,7 +158,14 @@ def infer(node: Node) -> list:
         return [_slice(node)]
     if op is Op.ATTENTION:
         q, k, v = ins[:3]
-        return [(q.shape[:-1] + (v.shape[-1],), _float_dtype(node, (q, k, v)))]
+        shape = q.shape[:-1] + (v.shape[-1],)
+        perm = node.attrs.get("out_perm")
+        if perm is not None:
+            if sorted(perm) != list(range(len(shape))):
+                raise _fail(node, f"attribute 'out_perm' expected a permutation of "
+                                  f"{len(shape)} axes, received {perm}")
+            shape = tuple(shape[p] for p in perm)
+        return [(shape, _float_dtype(node, (q, k, v)))]
     if op in (Op.FUSED_ELEMENTWISE, Op.FUSED_REDUCTION):
         return [(node.attrs["shape"], node.attrs["dtype"])]
     raise _fail(node, "no shape rule for this op")

@@ -402,7 +402,15 @@ def _lower_attention(node, backend, sample, notes):
     out_v = node.outputs[0]
     dt = out_v.dtype
     sq, sk, dv = q_v.shape[-2], k_v.shape[-2], v_v.shape[-1]
-    batch = tuple(out_v.shape[:-2])
+    # out_perm (passes/layout.py): the result is stored transposed; the kernel
+    # writes the logical (..., sq, dv) tensor through the inverse view.
+    perm = node.attrs.get("out_perm")
+    inv = None if perm is None else tuple(int(i) for i in np.argsort(perm))
+    logical = out_v.shape if inv is None else tuple(out_v.shape[i] for i in inv)
+    batch = tuple(logical[:-2])
+
+    def written(out):
+        return out if inv is None else out.transpose(inv)
     flops = 2 * int(np.prod(batch, dtype=np.int64)) * sq * sk * (q_v.shape[-1] + dv)
 
     fused = registry.kernels("attention").get("c")
@@ -421,12 +429,18 @@ def _lower_attention(node, backend, sample, notes):
         from ..backends.c_attention import Attention
         try:
             samples = [None if a is None else sample(a) for a in args]
-            call = Attention.plan(*samples, sample(out_v), scale)
+            call = Attention.plan(*samples, written(sample(out_v)), scale)
         except ValueError as e:   # operands that do not broadcast to the batch
             call = str(e)
         if not isinstance(call, str):
+            if inv is not None:
+                planned = call
+
+                def call(*operands, out):
+                    planned(*operands, out=out.transpose(inv))
             return Step(node, call, [a for a in args if a is not None], {}, "c",
-                        "c.attention", flops=flops)
+                        "c.attention" + ("" if perm is None else f"[out_perm {tuple(perm)}]"),
+                        flops=flops)
         notes.append(((node.name,), f"c.attention not used: {call}; ran matmul, softmax, "
                                     f"matmul"))
 
@@ -439,7 +453,7 @@ def _lower_attention(node, backend, sample, notes):
         if mask is not None:
             eager.add(s, mask, out=s)
         eager.softmax(s, axis=-1, out=s)
-        eager.matmul(s, v, out=out)
+        eager.matmul(s, v, out=written(out))
 
     args = [q_v, k_v, v_v] + ([mask_v] if mask_v is not None else [])
     return Step(node, attention, args, {}, "auto", "attention(matmul,softmax,matmul)",

@@ -163,4 +163,9 @@ def _attention(ctx, node, ins, outs):
     s = ctx.one("Mul", [ctx.one("MatMul", [qs, kt]), ctx.scalar(float(scale), dt)])
     if mask is not None:
         s = ctx.one("Add", [s, ctx.value_as(mask, dt)])
-    ctx.one("MatMul", [ctx.one("Softmax", [s], axis=-1), vs], outs[0])
+    perm = node.attrs.get("out_perm")
+    if perm is None:
+        ctx.one("MatMul", [ctx.one("Softmax", [s], axis=-1), vs], outs[0])
+    else:
+        y = ctx.one("MatMul", [ctx.one("Softmax", [s], axis=-1), vs])
+        ctx.one("Transpose", [y], outs[0], perm=list(perm))

@@ -15,7 +15,7 @@ from typing import Iterable, Union
 from ..ir import VIEW_OPS, Graph
 # The modules keep their names in this package (``passes.patterns.PATTERNS``);
 # the pass functions are reached through ``PASSES``.
-from . import cnn, cse, dce, epilogue, fold, fuse, patterns, simplify
+from . import cnn, cse, dce, epilogue, fold, fuse, layout, patterns, simplify
 from . import qdq  # int8: QDQ / ONNX Runtime quantized forms -> QGEMM
 from . import qdq_conv  # int8: QDQ Conv -> QCONV
 
@@ -29,6 +29,7 @@ PASSES = OrderedDict([
     ("qdq", qdq.qdq),                  # DQ->MatMul, DynamicQuantizeLinear->MatMulInteger -> QGEMM
     ("epilogue", epilogue.epilogue),    # matmul + bias + activation + residual -> GEMM
     ("fuse", fuse.fuse),                # elementwise chains (+ their reduction) -> one kernel
+    ("layout", layout.layout),          # attention writes the transpose that follows it
     ("dce", dce.dce),
 ])
 
