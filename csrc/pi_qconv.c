@@ -888,7 +888,7 @@ PI_EXPORT int pi_u8s8_conv2d(const pi_conv2d_shape *s, const unsigned char *x, p
                 const char *bb = bpk + sl * sb;
                 const pi_index j0 = sl * NR, o0 = g * kg + j0;
                 const int nr = (int)(kg - j0 < NR ? kg - j0 : NR);
-                pi_qgemm_epi ep;
+                pi_qgemm_epi ep = {0}; /* row_scale NULL: one input zero point */
                 ep.kind = out_kind;
                 ep.act = activation;
                 ep.a_zero = x_zero;

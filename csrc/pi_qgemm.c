@@ -317,13 +317,17 @@ typedef struct {
     const float *x; /* NULL: u8 A */
     pi_index x_rs;  /* bytes between rows; columns contiguous */
     int dynamic;
+    int per_row;          /* dynamic, one scale and zero point a row (pi_f32u8s8_gemm_rows) */
     float x_scale;
     int x_zero;
     const float *w_scale; /* float A with a float/u8 result: scale[j] = x_scale * w_scale[j] */
+    float *row_scale_out; /* per_row: m of each, or NULL */
+    int *row_zero_out;
 } qsrc;
 
 /* Block rows and workspace of one thread: the packed A block, its row sums,
- * for float A the block as u8; then (once) the per-thread min/max pairs. */
+ * for float A the block as u8 and its rows' scales and zero points (per-row
+ * mode); then (once) the per-thread min/max pairs. */
 static pi_index qblock_rows(const pi_qgemm_ukernel *u, pi_index m, pi_index k, pi_index *nmb)
 {
     pi_index mcb = pi_qgemm_block_rows(u, k);
@@ -333,7 +337,7 @@ static pi_index qblock_rows(const pi_qgemm_ukernel *u, pi_index m, pi_index k, p
 
 static pi_index qslot_bytes_for(const pi_qgemm_ukernel *u, pi_index k, pi_index mc, int float_a)
 {
-    return qslot_bytes(u, k, mc) + (float_a ? round64(mc * k) : 0);
+    return qslot_bytes(u, k, mc) + (float_a ? round64(mc * k) + 2 * round64(mc * 4) : 0);
 }
 
 static pi_index qworkspace(const void *packed_b, pi_index m, int float_a)
@@ -397,6 +401,8 @@ typedef struct {
     void *ap;
     int *rowsum;
     unsigned char *aq;
+    float *row_scale; /* per-row mode: the packed block's rows' parameters */
+    int *row_zero;
     pi_index packed_mb;
 } qthread;
 
@@ -414,7 +420,18 @@ static void qgemm_item(const qctx *cx, qthread *th, pi_index it)
     if (mc <= 0)
         return;
     if (mb != th->packed_mb) {
-        if (float_a) {
+        if (float_a && src->per_row) {
+            /* each row's range, then the row quantized by its own parameters
+             * while it is still in L1: no pass over all of A before the GEMM */
+            for (pi_index i = 0; i < mc; i++) {
+                const float *xr = (const float *)PI_CPTR_ADD(src->x, (i0 + i) * src->x_rs);
+                float lo = INFINITY, hi = -INFINITY;
+                minmax_run(k, xr, &lo, &hi);
+                dynamic_params(lo, hi, &th->row_scale[i], &th->row_zero[i]);
+                quantize_run(k, xr, th->row_scale[i], th->row_zero[i], 0, th->aq + i * k);
+            }
+            qpack_a(u, mc, k, th->aq, k, 1, th->ap, th->rowsum);
+        } else if (float_a) {
             for (pi_index i = 0; i < mc; i++)
                 quantize_run(k, (const float *)PI_CPTR_ADD(src->x, (i0 + i) * src->x_rs), cx->xs,
                              cx->xz, 0, th->aq + i * k);
@@ -423,6 +440,10 @@ static void qgemm_item(const qctx *cx, qthread *th, pi_index it)
             qpack_a(u, mc, k, src->a + i0 * src->a_rs, src->a_rs, src->a_cs, th->ap, th->rowsum);
         }
         th->packed_mb = mb;
+    }
+    if (src->per_row && ch == 0 && src->row_scale_out) { /* one item a block reports them */
+        memcpy(src->row_scale_out + i0, th->row_scale, (size_t)mc * sizeof(float));
+        memcpy(src->row_zero_out + i0, th->row_zero, (size_t)mc * sizeof(int));
     }
     float spad[PI_QGEMM_MAX_NR], bpad[PI_QGEMM_MAX_NR];
     int rpad[PI_QGEMM_MAX_MR];
@@ -442,15 +463,19 @@ static void qgemm_item(const qctx *cx, qthread *th, pi_index it)
         ep.b_corr = (const int *)blk + NR;
         ep.scale = NULL;
         ep.bias = NULL;
+        ep.row_scale = NULL;
+        ep.row_zero = NULL;
         if (cx->out_kind != PI_QOUT_S32) {
             const float *bias = cx->bias;
-            if (nr == NR && !float_a) {
-                ep.scale = cx->scale + j0;
+            /* per row, the epilogue multiplies w_scale by each row's scale */
+            const float *whole = src->per_row ? src->w_scale : float_a ? NULL : cx->scale;
+            if (nr == NR && whole) {
+                ep.scale = whole + j0;
                 ep.bias = bias ? bias + j0 : NULL;
             } else {
                 for (int j = 0; j < NR; j++) {
                     spad[j] = j >= nr ? 0.0f
-                              : float_a ? cx->xs * src->w_scale[j0 + j] : cx->scale[j0 + j];
+                              : whole ? whole[j0 + j] : cx->xs * src->w_scale[j0 + j];
                     bpad[j] = j < nr && bias ? bias[j0 + j] : 0.0f;
                 }
                 ep.scale = spad;
@@ -463,6 +488,10 @@ static void qgemm_item(const qctx *cx, qthread *th, pi_index it)
             const void *apanel = (const char *)th->ap + ir * cx->kg * u->ku * u->es;
             for (int i = 0; i < mr; i++) rpad[i] = th->rowsum[ir + i];
             ep.rowsum = rpad;
+            if (src->per_row) { /* s32 results too: the zero points are per row */
+                ep.row_scale = th->row_scale + ir;
+                ep.row_zero = th->row_zero + ir;
+            }
             char *cp = cx->c + (i0 + ir) * cx->c_rs + j0 * cx->c_cs;
             if (nr == NR && cx->c_cs == es) {
                 u->fn(mr, cx->kg, apanel, bs, cp, cx->c_rs, &ep);
@@ -538,7 +567,7 @@ static int qgemm_drive(pi_index m, pi_index n, pi_index k, const qsrc *src, int 
 
     cx.xs = src->x_scale;
     cx.xz = src->x_zero;
-    if (float_a && src->dynamic) {
+    if (float_a && src->dynamic && !src->per_row) {
         /* The range before the GEMM's region, not inside it behind a barrier
          * where every thread would wait for the last one to be scheduled. */
         const int mt = (double)m * (double)k > 262144.0 ? nt : 1;
@@ -570,6 +599,8 @@ static int qgemm_drive(pi_index m, pi_index n, pi_index k, const qsrc *src, int 
         th.ap = wslot;
         th.rowsum = (int *)(wslot + round64(cx.mcb * cx.kg * u->ku * u->es));
         th.aq = (unsigned char *)wslot + qslot_bytes(u, k, cx.mcb);
+        th.row_scale = (float *)(wslot + qslot_bytes(u, k, cx.mcb) + round64(cx.mcb * k));
+        th.row_zero = (int *)((char *)th.row_scale + round64(cx.mcb * 4));
         th.packed_mb = -1;
         /* Its own run of items first (consecutive items share an A block,
          * packed once), then whatever is left of the others' runs. */
@@ -626,6 +657,28 @@ PI_EXPORT int pi_f32u8s8_gemm(pi_index m, pi_index n, pi_index k,
     src.w_scale = w_scale;
     return qgemm_drive(m, n, k, &src, 0, packed_b, out_kind, NULL, bias, activation, out_scale,
                        out_zero, c, c_rs, c_cs, x_params, ws, ws_bytes);
+}
+
+PI_EXPORT int pi_f32u8s8_gemm_rows(pi_index m, pi_index n, pi_index k,
+                                   const float *x, pi_index x_rs, const void *packed_b,
+                                   int out_kind, const float *w_scale, const float *bias,
+                                   int activation, float out_scale, int out_zero,
+                                   void *c, pi_index c_rs, pi_index c_cs,
+                                   float *row_scale, int *row_zero, void *ws, pi_index ws_bytes)
+{
+    if (x == NULL || (row_scale == NULL) != (row_zero == NULL))
+        return PI_ERR_ARG;
+    qsrc src = {0};
+    src.x = x;
+    src.x_rs = x_rs;
+    src.dynamic = 1;
+    src.per_row = 1;
+    src.x_scale = 1.0f;
+    src.w_scale = w_scale;
+    src.row_scale_out = row_scale;
+    src.row_zero_out = row_zero;
+    return qgemm_drive(m, n, k, &src, 0, packed_b, out_kind, NULL, bias, activation, out_scale,
+                       out_zero, c, c_rs, c_cs, NULL, ws, ws_bytes);
 }
 
 /* ---- quantize, dequantize, min/max --------------------------------------------- */

@@ -12,18 +12,20 @@ static void epi_portable(int mr, int NR, const unsigned int *acc, void *c, long 
 {
     for (int i = 0; i < mr; i++) {
         char *crow = (char *)c + i * c_rs;
+        const int za = ep->row_scale ? ep->row_zero[i] : ep->a_zero; /* per row: the header */
         for (int j = 0; j < NR; j++) {
-            unsigned int v = acc[i * NR + j] + (unsigned int)ep->a_zero * (unsigned int)ep->b_corr[j]
+            unsigned int v = acc[i * NR + j] + (unsigned int)za * (unsigned int)ep->b_corr[j]
                              - (unsigned int)ep->b_zero[j] * (unsigned int)ep->rowsum[i];
             if (ep->kind == PI_QOUT_S32) {
                 ((int *)crow)[j] = (int)v;
                 continue;
             }
-            float f = (float)(int)v * ep->scale[j];
+            const float s = ep->row_scale ? ep->row_scale[i] * ep->scale[j] : ep->scale[j];
+            float f = (float)(int)v * s;
             if (ep->bias)
                 f = f + ep->bias[j];
             if (ep->act == PI_ACT_RELU)
-                f = f > 0.0f ? f : 0.0f;
+                f = f < 0.0f ? 0.0f : f; /* NaN passes, as the vector kernels' max */
             else if (ep->act != PI_ACT_NONE)
                 f = pi_act_f32(f, ep->act);
             if (ep->kind == PI_QOUT_F32)

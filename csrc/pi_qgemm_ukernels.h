@@ -67,8 +67,17 @@ typedef struct {
     const int *rowsum;     /* mr values: sum over k of A's row */
     const int *b_zero;     /* NR */
     const int *b_corr;     /* NR */
-    const float *scale;    /* NR: a_scale * b_scale[j] (float and u8 outputs) */
+    const float *scale;    /* NR: a_scale * b_scale[j] (float and u8 outputs); with
+                              row_scale, b_scale[j] alone */
     const float *bias;     /* NR or NULL */
+    /* NULL: A has one zero point (a_zero) and scale[j] is the whole scale.
+     * Else A was quantized per row (pi_f32u8s8_gemm_rows): row i of the tile
+     * has zero point row_zero[i] (a_zero unused) and scale
+     * float32(row_scale[i] * scale[j]), the product rounded once before it
+     * multiplies float(v), as a_scale * b_scale[j] is for one zero point.
+     * mr values each.  Checked once a tile, so one zero point pays nothing. */
+    const float *row_scale;
+    const int *row_zero;
 } pi_qgemm_epi;
 
 /* C[0:mr, 0:NR] (row stride c_rs bytes, columns contiguous, element size 4

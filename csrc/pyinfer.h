@@ -436,6 +436,22 @@ int pi_f32u8s8_gemm(pi_index m, pi_index n, pi_index k,
                     float out_scale, int out_zero,
                     void *c, pi_index c_rs, pi_index c_cs, float *x_params,
                     void *ws, pi_index ws_bytes);
+/* pi_f32u8s8_gemm with A quantized per row (per token), each row i by the
+ * scale s[i] and zero point z[i] DynamicQuantizeLinear computes from that
+ * row's range alone (widened to hold 0, NaN ignored; a zero range gives
+ * scale 1).  Epilogue as pi_u8s8_gemm's with, for row i, a_zero = z[i] and
+ * scale float32(s[i] * w_scale[j]) (that product rounded once, then times
+ * the float of the corrected accumulator); PI_QOUT_U8 requantizes that float
+ * with out_scale, out_zero as ever; PI_QOUT_S32 is the accumulator
+ * corrected with z[i] (w_scale may be NULL).  row_scale, row_zero (both or
+ * neither): m values each receive s and z.  Workspace:
+ * pi_f32u8s8_gemm_workspace_bytes. */
+int pi_f32u8s8_gemm_rows(pi_index m, pi_index n, pi_index k,
+                         const float *x, pi_index x_rs, const void *packed_b,
+                         int out_kind, const float *w_scale, const float *bias, int activation,
+                         float out_scale, int out_zero,
+                         void *c, pi_index c_rs, pi_index c_cs,
+                         float *row_scale, int *row_zero, void *ws, pi_index ws_bytes);
 /* Int8 convolution (csrc/pi_qconv.c): y = epilogue(conv(x - x_zero, w - w_zero)),
  * NCHW u8 x (any byte strides x_ns, x_cs, x_hs, x_ws), s32 accumulation (exact
  * for c/groups*kh*kw <= 32768), the epilogue and out_kind of pi_u8s8_gemm per

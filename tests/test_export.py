@@ -555,7 +555,7 @@ def test_quantize_dynamic_model_exported_as_qdq_runs_in_ort_within_int8_toleranc
                    [_init("w", rng.standard_normal((48, 20)).astype(F32)),
                     _init("b", rng.standard_normal(20).astype(F32))])
     g32 = pyinfer.load(model)
-    gq = quantize_dynamic(g32)
+    gq = quantize_dynamic(g32, activation_granularity="tensor")  # the QDQ form; per row: test_quant
     assert Op.QGEMM in [n.op for n in gq.nodes] and Op.MATMUL not in [n.op for n in gq.nodes]
     exported = to_onnx(gq)
     onnx.checker.check_model(exported)

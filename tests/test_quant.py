@@ -239,6 +239,140 @@ def test_float_a_hypothesis(m, k, n, dynamic, layout, uk, seed):
         c_quant.force_ukernel(None)
 
 
+# ---- float A quantized per row (pi_f32u8s8_gemm_rows) ----------------------------------
+
+def _rows_case(rng, m, k, n, w7, layout="c"):
+    """Rows of very different magnitudes (what per-row scales are for), and
+    rows that are all zero (zero range: scale 1), positive only, negative only,
+    or hold a NaN or an infinity."""
+    x = (rng.standard_normal((m, k)) * 10.0 ** rng.uniform(-3, 2, (m, 1))).astype(np.float32)
+    for i in range(m):
+        kind = rng.integers(0, 8)
+        if kind == 0:
+            x[i] = 0
+        elif kind == 1:
+            x[i] = np.abs(x[i]) + 1
+        elif kind == 2:
+            x[i] = -np.abs(x[i]) - 1
+        elif kind == 3:
+            x[i, rng.integers(0, k)] = np.nan
+        elif kind == 4 and i % 4 == 0:
+            x[i, rng.integers(0, k)] = rng.choice([np.inf, -np.inf])
+    if layout == "strided":  # rows apart, columns contiguous
+        big = np.full((m, k + 5), 1e30, np.float32)
+        big[:, :k] = x
+        x = big[:, :k]
+    a, b, az, bz, sa, sb, bias = _case(rng, m, k, n, w7=w7)
+    return x, b, bz, sb, bias
+
+
+def _run_rows(x, b, bz, sb, bias, act="relu", threads=None):
+    """qgemm_f32 per row, C against the NumPy reference, every output kind,
+    outputs poisoned first; rows with an infinity give NaN in both (inf scale)."""
+    m, n = x.shape[0], b.shape[1]
+    w = ops.qweight(b, bz)
+    sb = np.ascontiguousarray(np.broadcast_to(np.asarray(sb, np.float32), (n,)))
+    previous = pyinfer.get_num_threads()
+    if threads:
+        pyinfer.set_num_threads(threads)
+    try:
+        for dtype, fills, kw in [(np.float32, (np.nan, 7.0), {}),
+                                 (np.uint8, (0, 255), {"out_scale": np.float32(0.05), "out_zero": 7}),
+                                 (np.int32, (-12345,), {})]:
+            kw = {"activation": None if dtype == np.int32 else act, "out_scale": None,
+                  "out_zero": None, "x_granularity": "row", **kw}
+            scale = None if dtype == np.int32 else sb
+            bb = None if dtype == np.int32 else bias
+            ref = np.empty((m, n), dtype)
+            with np.errstate(invalid="ignore"):
+                nq.qgemm_f32(x, w, None, None, scale, bb, out=ref, **kw)
+            for fill in fills:
+                got = np.full((m, n), fill, dtype)
+                c_quant.qgemm_f32(x, w, None, None, scale, bb, out=got, **kw)
+                np.testing.assert_array_equal(got, ref)
+    finally:
+        pyinfer.set_num_threads(previous)
+
+
+def test_float_a_rows_tile_edges(ukernel):
+    rng = np.random.default_rng(21)
+    for m in _edges(ukernel.mr):
+        for n in (1, ukernel.nr, ukernel.nr + 1):
+            for k in (1, ukernel.ku + 1, 37):
+                x, b, bz, sb, bias = _rows_case(rng, m, k, n, ukernel.wb == 7)
+                _run_rows(x, b, bz, sb, bias, act=None if (m + n) % 2 else "relu")
+
+
+def test_float_a_rows_many_blocks_and_threads(ukernel):
+    rng = np.random.default_rng(22)
+    x, b, bz, sb, bias = _rows_case(rng, 16 * ukernel.mr + 5, 300, 3 * ukernel.nr + 1,
+                                    ukernel.wb == 7, layout="strided")
+    _run_rows(x, b, bz, sb, bias, threads=2)
+
+
+def test_float_a_rows_equal_one_row_at_a_time():
+    """The definition: each row alone quantized per tensor (dynamic) and run
+    through the per-tensor kernel gives that row of the per-row result."""
+    rng = np.random.default_rng(23)
+    x, b, bz, sb, bias = _rows_case(rng, 11, 64, 29, w7=True)
+    x = np.where(np.isfinite(x), x, 0).astype(np.float32)
+    w = ops.qweight(b, bz)
+    kw = {"activation": "relu", "out_scale": None, "out_zero": None}
+    got = np.full((11, 29), np.nan, np.float32)
+    c_quant.qgemm_f32(x, w, None, None, sb, bias, out=got, x_granularity="row", **kw)
+    for i in range(11):
+        one = np.full((1, 29), np.nan, np.float32)
+        c_quant.qgemm_f32(x[i:i + 1], w, None, None, sb, bias, out=one, **kw)
+        np.testing.assert_array_equal(got[i:i + 1], one)
+    s, z = nq.dynamic_params_rows(x)
+    for i in range(11):
+        assert (s[i], z[i]) == nq.dynamic_params(x[i].min(), x[i].max())
+
+
+@settings(deadline=None, max_examples=20)
+@given(m=st.one_of(st.integers(1, 40), st.sampled_from(PRIMES)),
+       k=st.one_of(st.integers(1, 70), st.sampled_from(PRIMES)),
+       n=st.one_of(st.integers(1, 70), st.sampled_from(PRIMES)),
+       layout=st.sampled_from(["c", "strided"]),
+       uk=st.sampled_from([u.index for u in RUNNABLE]), seed=st.integers(0, 2**31))
+def test_float_a_rows_hypothesis(m, k, n, layout, uk, seed):
+    rng = np.random.default_rng(seed)
+    x, b, bz, sb, bias = _rows_case(rng, m, k, n, UK[uk].wb == 7, layout=layout)
+    c_quant.force_ukernel(uk)
+    try:
+        _run_rows(x, b, bz, sb, bias if seed % 2 else None,
+                  act=None if seed % 4 < 2 else "relu")
+    finally:
+        c_quant.force_ukernel(None)
+
+
+@pytest.mark.parametrize("act", ["gelu", "tanh"])
+def test_float_a_rows_transcendental_epilogue(act):
+    rng = np.random.default_rng(24)
+    x, b, bz, sb, bias = _float_case(rng, 9, 50, 40, w7=True)
+    w = ops.qweight(b, bz)
+    got = np.full((9, 40), np.nan, np.float32)
+    ref = np.empty_like(got)
+    kw = {"activation": act, "out_scale": None, "out_zero": None, "x_granularity": "row"}
+    c_quant.qgemm_f32(x, w, None, None, sb, bias, out=got, **kw)
+    nq.qgemm_f32(x, w, None, None, sb, bias, out=ref, **kw)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_float_a_rows_refuses_static_parameters():
+    rng = np.random.default_rng(25)
+    x, b, bz, sb, bias = _float_case(rng, 3, 8, 5, w7=True)
+    w = ops.qweight(b, bz)
+    out = np.empty((3, 5), np.float32)
+    why = c_quant._qgemm_f32_supports(x, w, np.float32(0.1), 3, sb, None, activation=None,
+                                      out_scale=None, out_zero=None, out=out,
+                                      x_granularity="row")
+    assert why is not None and "dynamic only" in why
+    with pytest.raises(ValueError, match="x_granularity 'row'"):
+        nq.qgemm_f32(x, w, np.float32(0.1), 3, sb, None, activation=None, out_scale=None,
+                     out_zero=None, out=out, x_granularity="row")
+
+
 @pytest.mark.parametrize("act", ["gelu", "gelu_tanh", "silu", "sigmoid", "tanh"])
 def test_float_a_transcendental_epilogue(act):
     rng = np.random.default_rng(14)
@@ -482,12 +616,25 @@ def _mlp_graph(rng, batch=6, d_in=40, d_h=72, d_out=9):
     return g, (w1, b1, w2)
 
 
-def _np_layer(x, w, bias, act, a_scale=None, a_zero=None, per_channel=True, qmax=127):
+def _np_layer(x, w, bias, act, a_scale=None, a_zero=None, per_channel=True, qmax=127,
+              rows=False):
     """One int8 layer in plain NumPy: symmetric int8 weights in [-qmax, qmax]
-    (64: reduce_range), u8 activations."""
+    (64: reduce_range), u8 activations (``rows``: each row by its own range's
+    parameters, the scale product s[i] * ws[j] rounded to float32 first)."""
     amax = np.abs(w).max(axis=0) if per_channel else np.abs(w).max()
     ws = np.where(amax > 0, amax / np.float32(qmax), np.float32(1)).astype(np.float32)
     wq = np.clip(np.rint(w / ws), -qmax, qmax).astype(np.int64)
+    if rows:
+        lo = np.minimum(x.min(axis=1, keepdims=True), np.float32(0))
+        hi = np.maximum(x.max(axis=1, keepdims=True), np.float32(0))
+        a_scale = ((hi - lo) / np.float32(255)).astype(np.float32)
+        a_zero = np.clip(np.rint(np.float32(0) - lo / a_scale), 0, 255).astype(np.int64)
+        xq = np.clip(np.rint(x / a_scale) + a_zero, 0, 255).astype(np.int64)
+        acc = ((xq - a_zero) @ wq).astype(np.int32)
+        y = acc.astype(np.float32) * (a_scale * np.broadcast_to(ws, (w.shape[1],)))
+        if bias is not None:
+            y = y + bias
+        return np.maximum(y, 0) if act == "relu" else y
     if a_scale is None:
         lo, hi = min(x.min(), np.float32(0)), max(x.max(), np.float32(0))
         a_scale = np.float32(hi - lo) / np.float32(255)
@@ -500,21 +647,32 @@ def _np_layer(x, w, bias, act, a_scale=None, a_zero=None, per_channel=True, qmax
     return np.maximum(y, 0) if act == "relu" else y
 
 
+@pytest.mark.parametrize("granularity", ["row", "tensor"])
 @pytest.mark.parametrize("per_channel,reduce_range", [(True, False), (False, False),
                                                       (True, True), (False, True)])
-def test_quantize_dynamic_graph_matches_numpy(per_channel, reduce_range):
+def test_quantize_dynamic_graph_matches_numpy(per_channel, reduce_range, granularity):
+    """quantize_dynamic's default is per-row activations; "tensor" is ONNX
+    Runtime's per-tensor rule.  Both equal plain NumPy bit for bit, through
+    the planned C kernels and through the graph reference."""
     from pyinfer.compress import quantize_dynamic
     rng = np.random.default_rng(10)
     g, (w1, b1, w2) = _mlp_graph(rng)
-    qg = quantize_dynamic(g, per_channel=per_channel, reduce_range=reduce_range)
-    assert sum(n.op is pyinfer.Op.QGEMM for n in qg.nodes) == 2
+    kw = {} if granularity == "row" else {"activation_granularity": "tensor"}
+    qg = quantize_dynamic(g, per_channel=per_channel, reduce_range=reduce_range, **kw)
+    assert [n.attrs["a_granularity"] for n in qg.nodes if n.op is pyinfer.Op.QGEMM] == \
+        [granularity] * 2
     it = pyinfer.Interpreter(qg)
     x = rng.standard_normal((6, 40)).astype(np.float32)
+    x *= np.float32(10.0) ** rng.uniform(-2, 1, (6, 1)).astype(np.float32)  # rows apart
     got = it.run({"x": x})[0]
     qmax = 64 if reduce_range else 127
-    h = _np_layer(x, w1, b1, "relu", per_channel=per_channel, qmax=qmax)
-    want = _np_layer(h, w2, None, None, per_channel=per_channel, qmax=qmax)
+    rows = granularity == "row"
+    h = _np_layer(x, w1, b1, "relu", per_channel=per_channel, qmax=qmax, rows=rows)
+    want = _np_layer(h, w2, None, None, per_channel=per_channel, qmax=qmax, rows=rows)
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(pyinfer.graph.reference.evaluate(qg, {"x": x})[0], want)
+    label = "dynamic-row" if rows else "dynamic"
+    assert [s.kernel for s in it.plan.steps] == [f"c.qgemm[{label}->float]"] * 2
     assert it.plan.kernel_count == 2 if hasattr(it.plan, "kernel_count") else True
     # and it is still the model: int8 error well under the output's scale
     ref = pyinfer.graph.reference.evaluate(g, {"x": x})[0]
@@ -575,6 +733,83 @@ def test_quantize_static_minmax_graph_and_errors():
     relu = next(n.name for n in g.nodes if n.op is pyinfer.Op.RELU)
     with pytest.raises(pyinfer.UnsupportedError, match=f"node '{relu}'"):
         quantize_static(g, calib, nodes=[relu])
+
+
+def _rows_mlp_graph(rng):
+    g = pyinfer.Graph("mlp_seq")
+    x = g.input("x", ("b", "s", 40), np.float32)
+    h = g.add(pyinfer.Op.MATMUL, [x, g.constant((rng.standard_normal((40, 72)) * 0.2).astype(np.float32))])
+    h = g.add(pyinfer.Op.ADD, [h, g.constant(rng.standard_normal(72).astype(np.float32))])
+    h = g.add(pyinfer.Op.RELU, [h])
+    g.output(g.add(pyinfer.Op.MATMUL, [h, g.constant((rng.standard_normal((72, 9)) * 0.2).astype(np.float32))]))
+    return g
+
+
+def test_quantize_dynamic_rows_export_runs_in_ort_and_reimports(tmp_path):
+    """The per-row QGEMM exported as standard ops (export/ops/compressed.py):
+    ONNX Runtime's result equals pyinfer's int8 model to within float32
+    rounding of the epilogue (the integer parts are exact; measured bit for bit
+    with ORT 1.20: the float ops are the same in the same order; 4 ulp of the
+    output's magnitude leave room for a runtime that fuses Mul+Add).  It
+    re-imports as plain ops (ORT refuses a per-row a_zero_point, so the
+    exported form is MatMulInteger + an int32 correction) that pyinfer runs to
+    the same tolerance."""
+    ort = pytest.importorskip("onnxruntime")
+    from pyinfer.compress import quantize_dynamic
+    from pyinfer.export import to_onnx
+    rng = np.random.default_rng(26)
+    qg = quantize_dynamic(_rows_mlp_graph(rng))
+    model = to_onnx(qg)
+    types = {n.op_type for n in model.graph.node}
+    assert {"ReduceMin", "ReduceMax", "MatMulInteger"} <= types, types
+    assert "DynamicQuantizeLinear" not in types
+    x = rng.standard_normal((2, 5, 40)).astype(np.float32)
+    x *= np.float32(10.0) ** rng.uniform(-2, 1, (2, 5, 1)).astype(np.float32)
+    want = pyinfer.Interpreter(qg).run({"x": x})[0]
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": x})[0]
+    tol = 4 * np.finfo(np.float32).eps * np.abs(want).max()
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol)
+    back = pyinfer.load(model)
+    np.testing.assert_allclose(pyinfer.Interpreter(back).run({"x": x})[0], want, rtol=0, atol=tol)
+    # per tensor it is still ORT's own DynamicQuantizeLinear form
+    qt = quantize_dynamic(_rows_mlp_graph(np.random.default_rng(26)),
+                          activation_granularity="tensor")
+    assert "DynamicQuantizeLinear" in {n.op_type for n in to_onnx(qt).graph.node}
+
+
+def test_rows_qgemm_int32_and_u8_outputs_export():
+    """Hand-made per-row QGEMM nodes with int32 and u8 results: the reference,
+    the planned kernel and ONNX Runtime on the export agree (int32 exactly)."""
+    ort = pytest.importorskip("onnxruntime")
+    from pyinfer.export import to_onnx
+    rng = np.random.default_rng(27)
+    wq = rng.integers(-64, 65, (24, 11)).astype(np.int8)
+    x = (rng.standard_normal((7, 24)) * 10.0 ** rng.uniform(-2, 1, (7, 1))).astype(np.float32)
+    for out, extra in (("int32", {}), ("u8", {"out_scale": 0.02, "out_zero": 100})):
+        g = pyinfer.Graph("q")
+        xv = g.input("x", (7, 24), np.float32)
+        ins = [xv, g.constant(wq), g.constant((rng.random(11) * 1e-2).astype(np.float32))]
+        if out == "u8":
+            ins += [None, g.constant(rng.standard_normal(11).astype(np.float32))]
+        g.output(g.add(pyinfer.Op.QGEMM, ins, {"a_mode": "dynamic", "a_granularity": "row",
+                                                "out": out, "activation": None, **extra}))
+        ref = pyinfer.graph.reference.evaluate(g, {"x": x})[0]
+        got = pyinfer.Interpreter(g).run({"x": x})[0]
+        np.testing.assert_array_equal(got, ref)
+        sess = ort.InferenceSession(to_onnx(g).SerializeToString(),
+                                    providers=["CPUExecutionProvider"])
+        exported = sess.run(None, {"x": x})[0]
+        if out == "int32":
+            np.testing.assert_array_equal(exported, ref)
+        else:  # a float32 rounding apart at most one u8 step
+            assert np.abs(exported.astype(int) - ref.astype(int)).max() <= 1
+    g = pyinfer.Graph("bad")
+    xv = g.input("x", (7, 24), np.float32)
+    with pytest.raises(pyinfer.ShapeError, match="a_granularity"):
+        g.add(pyinfer.Op.QGEMM, [xv, g.constant(wq), g.constant(np.float32(0.1)), None, None,
+                                 g.constant(np.float32(0.1)), g.constant(np.uint8(3))],
+              {"a_mode": "static", "a_granularity": "row"})
 
 
 def test_epilogue_absorbed_kernel_count():

@@ -9,7 +9,8 @@
  * and packed for an exact kernel by the automatic choice.  The reference
  * is a naive loop in 64-bit integers with the same float32 epilogue, so every
  * result must match bit for bit.  Outputs are poisoned first.  Also quantize
- * (round half to even, saturation) and dequantize on fixed cases.
+ * (round half to even, saturation) and dequantize on fixed cases; float A
+ * quantized per tensor and per row inside the GEMM.
  * Prints "N passed, N failed"; exits 1 on any failure.
  */
 #include <math.h>
@@ -269,6 +270,80 @@ static void float_a(int uk, long m, long n, long k, int dynamic, int kind)
     free(wsp2); free(c); free(want);
 }
 
+/* pi_f32u8s8_gemm_rows (A quantized per row) against, for each row i alone,
+ * DynamicQuantizeLinear's parameters from that row's range, the row quantized
+ * here and pi_u8s8_gemm on it (m = 1, a_zero z[i], scale[j] = s[i] * w_scale[j]
+ * in float32: the per-row epilogue's definition): the same bits.  Some rows
+ * are all zero (zero range), positive only, or hold NaN or an infinity. */
+static void float_a_rows(int uk, long m, long n, long k, int kind)
+{
+    const long ldx = k + 3;
+    float *x = malloc(sizeof(float) * (size_t)(m * ldx));
+    unsigned char *a = malloc((size_t)k);
+    signed char *b = malloc((size_t)(k * n));
+    float *ws_ = malloc(sizeof(float) * (size_t)n), *scale = malloc(sizeof(float) * (size_t)n);
+    float *bias = malloc(sizeof(float) * (size_t)n), *rs = malloc(sizeof(float) * (size_t)m);
+    int *rz = malloc(sizeof(int) * (size_t)m);
+    const int w7 = pi_u8s8_gemm_ukernel_weight_bits(uk) == 7;
+    for (long i = 0; i < m; i++) {
+        const int shape = (int)(rnd() % 8); /* 0 zeros, 1 positive, 2 NaN, 3 inf, else wide */
+        const float mag = (float)(rnd() % 3000 + 1) * 1e-3f;
+        for (long p = 0; p < ldx; p++) {
+            const unsigned r = rnd();
+            float v = (float)((int)(r % 4001) - 1500) * 1e-3f * mag;
+            x[i * ldx + p] = shape == 0 ? 0.0f : shape == 1 ? fabsf(v) + 1.0f : v;
+        }
+        if (shape == 2)
+            x[i * ldx + rnd() % k] = NAN;
+        if (shape == 3)
+            x[i * ldx + rnd() % k] = -INFINITY;
+    }
+    for (long q = 0; q < k * n; q++) b[q] = w7 ? (signed char)((int)(rnd() % 129) - 64) : (signed char)rnd();
+    for (long j = 0; j < n; j++) {
+        ws_[j] = (float)(rnd() % 1000 + 1) * 1e-5f;
+        bias[j] = (float)((int)(rnd() % 2001) - 1000) * 1e-3f;
+    }
+    pi_index pb = pi_u8s8_packed_b_bytes(uk, k, n);
+    void *packed = aligned_alloc(64, (size_t)((pb + 63) / 64 * 64));
+    int st = pi_u8s8_pack_b(uk, k, n, b, n, 1, NULL, packed, pb);
+    pi_index wsb = pi_f32u8s8_gemm_workspace_bytes(packed, m);
+    void *wsp = aligned_alloc(64, (size_t)((wsb + 64) / 64 * 64));
+    const int es = kind == PI_QOUT_U8 ? 1 : 4;
+    unsigned char *c = malloc((size_t)(m * n * es)), *want = malloc((size_t)(m * n * es));
+    memset(c, 0xA5, (size_t)(m * n * es));
+    for (long i = 0; i < m; i++) rs[i] = -1.0f, rz[i] = -1;
+    const int act = kind == PI_QOUT_S32 ? PI_ACT_NONE : (m % 2 ? PI_ACT_RELU : PI_ACT_NONE);
+    st |= pi_f32u8s8_gemm_rows(m, n, k, x, ldx * 4, packed, kind,
+                               kind == PI_QOUT_S32 ? NULL : ws_, kind == PI_QOUT_S32 ? NULL : bias,
+                               act, 0.37f, 17, c, n * es, es, rs, rz, wsp, wsb);
+    pi_index wsu = pi_u8s8_gemm_workspace_bytes(packed, 1);
+    void *wsp2 = aligned_alloc(64, (size_t)((wsu + 64) / 64 * 64));
+    int params_ok = 1;
+    for (long i = 0; i < m; i++) {
+        float lo = INFINITY, hi = -INFINITY;
+        for (long p = 0; p < k; p++) {
+            const float v = x[i * ldx + p];
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+        }
+        lo = lo < 0.0f ? lo : 0.0f;
+        hi = hi > 0.0f ? hi : 0.0f;
+        const float xs = hi == lo ? 1.0f : (hi - lo) / 255.0f;
+        const float z = rintf(0.0f - lo / xs);
+        const int xz = z > 0.0f ? (z < 255.0f ? (int)z : 255) : 0; /* NaN: 0 */
+        params_ok &= rs[i] == xs && rz[i] == xz;
+        for (long p = 0; p < k; p++) a[p] = (unsigned char)quant_ref(x[i * ldx + p], xs, xz, 0, 255);
+        for (long j = 0; j < n; j++) scale[j] = xs * ws_[j];
+        st |= pi_u8s8_gemm(1, n, k, a, k, 1, xz, packed, kind, scale,
+                           kind == PI_QOUT_S32 ? NULL : bias, act, 0.37f, 17, want + i * n * es,
+                           n * es, es, wsp2, wsu);
+    }
+    expect(st == PI_OK && params_ok, "per-row params", uk, m, n, k, kind);
+    expect(memcmp(c, want, (size_t)(m * n * es)) == 0, "per-row values", uk, m, n, k, kind);
+    free(x); free(a); free(b); free(ws_); free(scale); free(bias); free(rs); free(rz);
+    free(packed); free(wsp); free(wsp2); free(c); free(want);
+}
+
 int main(void)
 {
     for (int uk = 0;; uk++) {
@@ -297,6 +372,12 @@ int main(void)
                 float_a(uk, 2 * mr + 3, 3 * nr + 5, 67, dyn, kind);
                 float_a(uk, 300, 70, 600, dyn, kind); /* several blocks, both threads */
             }
+        for (int kind = PI_QOUT_S32; kind <= PI_QOUT_U8; kind++) {
+            float_a_rows(uk, 1, 1, 1, kind);
+            float_a_rows(uk, mr + 1, nr - 1, 2 * ku + 1, kind);
+            float_a_rows(uk, 2 * mr + 3, 3 * nr + 5, 67, kind);
+            float_a_rows(uk, 300, 70, 600, kind); /* several blocks, both threads */
+        }
         printf("%s checked\n", name);
     }
     test_weight_bits();

@@ -10,7 +10,9 @@
   the ISA; a weight packed for another kernel is packed again for the new one).
 * ``qgemm_f32``: the same GEMM from a float activation, quantized per tensor
   (static parameters, or dynamic ones from its range) while its blocks are
-  packed: one C call where min/max, quantize and GEMM were three.
+  packed: one C call where min/max, quantize and GEMM were three.  With
+  ``x_granularity="row"`` each row gets its own dynamic parameters, found as
+  the row is packed (pi_f32u8s8_gemm_rows): no range pass over all of x.
 * ``quantize_linear``, ``dequantize_linear``, ``minmax``: one pass each,
   OpenMP over rows.
 
@@ -186,25 +188,44 @@ def qgemm(a, w, a_zero, scale, bias, *, activation, out_scale, out_zero, out):
 
 
 def _qgemm_f32_supports(x, w, x_scale, x_zero, w_scale, bias, *, activation, out_scale,
-                        out_zero, out):
+                        out_zero, out, x_granularity="tensor"):
     if x.dtype != F32 or x.strides[1] != 4 or not x.flags.aligned:
         return "x is not float32 with contiguous rows"
+    if x_granularity not in ("tensor", "row"):
+        return f"x_granularity {x_granularity!r} is neither 'tensor' nor 'row'"
+    if x_granularity == "row" and (x_scale is not None or x_zero is not None):
+        return "x_granularity 'row' is dynamic only (x_scale, x_zero must be None)"
     return _qgemm_supports(x, w, 0, w_scale, bias, activation=activation, out_scale=out_scale,
                            out_zero=out_zero, out=out)
 
 
 @register("qgemm_f32", "c", supports=_qgemm_f32_supports, priority=PRIORITY)
-def qgemm_f32(x, w, x_scale, x_zero, w_scale, bias, *, activation, out_scale, out_zero, out):
+def qgemm_f32(x, w, x_scale, x_zero, w_scale, bias, *, activation, out_scale, out_zero, out,
+              x_granularity="tensor"):
     """out (M, N) = qgemm of x (M, K) float32 quantized to u8 per tensor inside
     the GEMM's packing (pi_f32u8s8_gemm: one C call, one thread fork): by
     (x_scale, x_zero), or with both None by DynamicQuantizeLinear's parameters
-    from x's range.  w_scale (N,) float32 C-contiguous, None for int32 out."""
+    from x's range; ``x_granularity="row"``: by each row's own
+    (pi_f32u8s8_gemm_rows).  w_scale (N,) float32 C-contiguous, None for int32 out."""
     m, k = x.shape
     n = w.b.shape[1]
     packed = packed_weight(w)
     pb = _ptr("char", packed)
     ws, ws_size = _workspace(lib.pi_f32u8s8_gemm_workspace_bytes(pb, m))
     target = out if out.flags.aligned else np.empty(out.shape, out.dtype)
+    if x_granularity == "row":
+        status = lib.pi_f32u8s8_gemm_rows(
+            m, n, k, _ptr("float", x), x.strides[0], pb,
+            _OUT_KIND[out.dtype], _ptr("float", w_scale), _ptr("float", bias),
+            ACTIVATION_CODES[activation],
+            float(out_scale) if out_scale is not None else 1.0,
+            int(out_zero) if out_zero is not None else 0,
+            _ptr("char", target), target.strides[0], target.strides[1], ffi.NULL, ffi.NULL,
+            ws, ws_size)
+        check(status, "qgemm_f32")
+        if target is not out:
+            np.copyto(out, target)
+        return
     status = lib.pi_f32u8s8_gemm(
         m, n, k, _ptr("float", x), x.strides[0],
         0.0 if x_scale is None else float(x_scale), 0 if x_zero is None else int(x_zero), pb,

@@ -11,6 +11,12 @@ Semantics are ONNX's (QuantizeLinear, DequantizeLinear, MatMulInteger):
   kernels, which is exact for k <= 32768); then, for a float result,
   ``float32(acc) * scale[j] + bias[j]`` (two float32 roundings, no FMA) and the
   activation; for a u8 result that float value quantized as above.
+* Per-row (per-token) dynamic quantization of a float GEMM input
+  (``qgemm_f32(..., x_granularity="row")``): row i gets DynamicQuantizeLinear's
+  scale ``s[i]`` and zero point ``z[i]`` from its own range, and the GEMM's
+  ``a_zero`` and ``scale`` become ``z[i]`` and ``float32(s[i] * w_scale[j])``
+  (that product rounded once, then times ``float32(acc)``: the order the C
+  epilogue uses, and the per-tensor order with one ``s``).
 
 The C kernels match this bit for bit (the activations other than relu to
 their vectorized approximations' accuracy).  ``QWeight`` is the weight operand
@@ -116,8 +122,10 @@ def minmax(x, *, out):
 
 def qgemm_ref(a, b, a_zero, b_zero, scale, bias, activation, out_scale, out_zero, out_dtype):
     """The whole int8 GEMM in NumPy; returns an array of ``out_dtype``
-    (int32: the corrected accumulator; float32: dequantized; uint8: requantized)."""
-    acc = (a.astype(np.int64) - int(a_zero)) @ (b.astype(np.int64) - b_zero.astype(np.int64))
+    (int32: the corrected accumulator; float32: dequantized; uint8: requantized).
+    ``a_zero`` a scalar or (M, 1) (per row), ``scale`` (N,) or (M, N)."""
+    acc = (a.astype(np.int64) - np.asarray(a_zero, np.int64)) @ \
+        (b.astype(np.int64) - b_zero.astype(np.int64))
     acc = acc.astype(np.int32)  # exact for k <= 32768 (|acc| < 2^31)
     if np.dtype(out_dtype) == S32:
         return acc
@@ -144,6 +152,23 @@ def dynamic_params(lo: float, hi: float):
     return np.float32(scale), np.uint8(0 if np.isnan(zp) else zp)
 
 
+def dynamic_params_rows(x: np.ndarray):
+    """``dynamic_params`` of each row of x (M, K) float32 from that row's range
+    (NaN ignored; an all-NaN row has no range: scale 1, zero point 0), as
+    (scale (M,) float32, zero (M,) int32), the same float32 operations
+    vectorized."""
+    x = np.asarray(x, F32)
+    nan = np.isnan(x)
+    lo = np.where(nan, np.float32(np.inf), x).min(axis=1, initial=np.float32(np.inf))
+    hi = np.where(nan, np.float32(-np.inf), x).max(axis=1, initial=np.float32(-np.inf))
+    lo = np.minimum(lo, np.float32(0)).astype(F32)
+    hi = np.maximum(hi, np.float32(0)).astype(F32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        scale = np.where(hi == lo, np.float32(1), (hi - lo) / np.float32(255)).astype(F32)
+        zp = np.clip(np.rint(np.float32(0) - lo / scale), 0, 255)
+    return scale, np.where(np.isnan(zp), 0, zp).astype(np.int32)
+
+
 @register("qgemm", "numpy")
 def qgemm(a, w, a_zero, scale, bias, *, activation, out_scale, out_zero, out):
     """out (M, N) from a (M, K) u8 and w a QWeight; out's dtype picks the
@@ -153,12 +178,25 @@ def qgemm(a, w, a_zero, scale, bias, *, activation, out_scale, out_zero, out):
 
 
 @register("qgemm_f32", "numpy")
-def qgemm_f32(x, w, x_scale, x_zero, w_scale, bias, *, activation, out_scale, out_zero, out):
+def qgemm_f32(x, w, x_scale, x_zero, w_scale, bias, *, activation, out_scale, out_zero, out,
+              x_granularity="tensor"):
     """The int8 GEMM of a float activation: x (M, K) float32 quantized to u8
     per tensor -- by (x_scale, x_zero), or with both None by the parameters
     DynamicQuantizeLinear computes from x's range (NaN ignored) -- then
     ``qgemm`` with scale ``float32(x_scale * w_scale[j])``; w_scale (N,)
-    float32, None for an int32 result."""
+    float32, None for an int32 result.  ``x_granularity="row"`` (x_scale and
+    x_zero None): each row by the parameters of its own range, then the
+    per-row epilogue (module docstring)."""
+    if x_granularity == "row":
+        if x_scale is not None or x_zero is not None:
+            raise ValueError("qgemm_f32: x_granularity 'row' takes no x_scale / x_zero")
+        xs, xz = dynamic_params_rows(x)
+        a = quantize_ref(x, xs[:, None], xz[:, None], U8)
+        scale = None if w_scale is None else \
+            np.multiply(xs[:, None], np.asarray(w_scale, F32)[None, :], dtype=F32)
+        out[...] = qgemm_ref(a, w.b, xz[:, None], w.b_zero, scale, bias, activation, out_scale,
+                             out_zero, out.dtype)
+        return
     if x_scale is None:
         finite = x[~np.isnan(x)]
         x_scale, x_zero = dynamic_params(finite.min() if finite.size else np.inf,

@@ -1,6 +1,7 @@
 """Post-training int8 quantization of a graph's linear layers.
 
-    quantize_dynamic(graph, per_channel=True, nodes=None, reduce_range=None, min_macs=None)
+    quantize_dynamic(graph, per_channel=True, nodes=None, reduce_range=None, min_macs=None,
+                     activation_granularity="row")
     quantize_static(graph, calibration_data, method="minmax", per_channel=True, nodes=None,
                     reduce_range=None, min_macs=None)
 
@@ -21,8 +22,15 @@ and each CONV with a constant weight a ``QCONV`` (graph/families/qconv.py):
   weight instead of ``/ 254``); pass it explicitly for a model that is the
   same on every machine;
 * activations: uint8, asymmetric.  ``quantize_dynamic`` quantizes each
-  activation per tensor at run time from its own min/max (ONNX
-  DynamicQuantizeLinear's rule) inside the fused kernel's step;
+  MatMul/Gemm input at run time inside the fused kernel's step, by default
+  per row (``activation_granularity="row"``: each token by the scale and zero
+  point ONNX DynamicQuantizeLinear's rule gives its own min/max, found as the
+  kernel packs the row; transformer tokens' ranges differ by orders of
+  magnitude, and one scale for all of them cost MiniLM's embeddings their
+  0.99 cosine: bench/RESULTS.md), or per tensor (``"tensor"``: exactly
+  ONNX Runtime's DynamicQuantizeLinear + MatMulInteger, which imported
+  models keep).  Convolutions stay per tensor: their input is quantized once
+  by a DYNAMIC_QUANTIZE_LINEAR node shared by every conv reading it;
   ``quantize_static`` fixes the activation's scale and zero point from
   calibration runs: ``minmax`` (whole observed range), ``percentile`` (the
   0.01 / 99.99 percentiles: clips rare outliers) or ``entropy`` (the clipping
@@ -181,7 +189,7 @@ def _prepare(graph: Graph) -> Graph:
 
 
 def _rewrite(graph: Graph, node: Node, per_channel: bool, a_mode: str, a_params=None,
-             reduce_range: bool = False):
+             reduce_range: bool = False, a_granularity: str = "tensor"):
     a = node.inputs[0]
     wq, ws = quantize_weight(_weight(node), per_channel, reduce_range)
     n = wq.shape[1]
@@ -199,7 +207,8 @@ def _rewrite(graph: Graph, node: Node, per_channel: bool, a_mode: str, a_params=
         inputs.pop()
     act = node.attrs.get("activation") if node.op is Op.GEMM else None
     q = place(graph, make_node(graph, Op.QGEMM, inputs,
-                               {"a_mode": a_mode, "out": "float", "activation": act},
+                               {"a_mode": a_mode, "out": "float", "activation": act,
+                                "a_granularity": a_granularity},
                                name=f"{node.name}_int8", fused_from=(node.name,)), node)
     y = q.outputs[0]
     old = node.outputs[0]
@@ -211,15 +220,21 @@ def _rewrite(graph: Graph, node: Node, per_channel: bool, a_mode: str, a_params=
 def quantize_dynamic(graph: Graph, per_channel: bool = True,
                      nodes: Optional[Sequence[str]] = None,
                      reduce_range: Optional[bool] = None,
-                     min_macs: Optional[int] = None) -> Graph:
+                     min_macs: Optional[int] = None,
+                     activation_granularity: str = "row") -> Graph:
     """A copy of ``graph`` whose MatMul/Gemm layers with constant weights run in
     int8: weights quantized now (symmetric, per output channel by default),
-    activations per tensor at run time.  ``nodes``: only these (by name).
+    activations at run time, per row (``activation_granularity="row"``, the
+    default) or per tensor (``"tensor"``; convs are per tensor either way).
+    ``nodes``: only these (by name).
     ``reduce_range``: 7-bit weights ([-64, 64]); None (default) chooses 7-bit
     on AVX2 CPUs without AVX-512 VNNI, where the fast exact kernel needs them,
     and full range elsewhere (the module docstring says why; graph.notes
     records the choice).  ``min_macs``: without ``nodes``, convs with fewer
     multiply-adds per image stay float (default ``CONV_MIN_MACS``; 0: none)."""
+    if activation_granularity not in ("row", "tensor"):
+        raise ShapeError(f"quantize_dynamic: argument 'activation_granularity' expected 'row' "
+                         f"or 'tensor', received {activation_granularity!r}")
     g = _prepare(graph)
     cands = _candidates(g, nodes, min_macs)
     reduced = _resolve_reduce_range(g, reduce_range, cands)
@@ -228,7 +243,8 @@ def quantize_dynamic(graph: Graph, per_channel: bool = True,
         if node.op is Op.CONV:
             _rewrite_conv(g, node, per_channel, "dynamic", quantized, reduce_range=reduced)
         else:
-            _rewrite(g, node, per_channel, "dynamic", reduce_range=reduced)
+            _rewrite(g, node, per_channel, "dynamic", reduce_range=reduced,
+                     a_granularity=activation_granularity)
     finish(g)
     return g
 

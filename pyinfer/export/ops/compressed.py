@@ -12,6 +12,19 @@ DYNAMIC_QUANTIZE_LINEAR, QGEMM and SPARSE_GEMM.
   with the calibrated scale and zero point ("static") and a
   ``DequantizeLinear``, then ``MatMul`` + bias + activation (+ ``QuantizeLinear``
   for a u8 result).  The int32 result of MatMulInteger is ``MatMulInteger``.
+* A per-row dynamic ``QGEMM`` (a_granularity "row") has no ONNX operator:
+  it is written out as its definition (``_qgemm_rows``) -- each row's range by
+  ReduceMin/ReduceMax over the last axis, DynamicQuantizeLinear's scale and
+  zero point arithmetic on it, the row quantized by Div/rint/Add/Clip/Cast,
+  ``MatMulInteger`` with no activation zero point and the per-row zero point
+  subtracted afterwards in int32 (``z[i] * colsum(w - w_zero)[j]``: ONNX
+  Runtime 1.x refuses a per-row a_zero_point, see bench/RESULTS.md), then
+  ``float(acc) * (s[i] * w_scale[j])`` + bias, activation.  Integer parts are
+  exact, so ONNX Runtime gives pyinfer's result up to float ops it may order
+  differently; the importer reads it back as those plain ops.  ``rint`` is
+  ``(v + 1.5 * 2^23) - 1.5 * 2^23``: float32 addition rounds half to even, as
+  ONNX ``Round`` does, exactly for |v| < 2^22 (here |v| <= 255 for every
+  finite row) -- and pyinfer's importer has no ``Round``.
 """
 from __future__ import annotations
 
@@ -84,6 +97,9 @@ def _qgemm(ctx, node, ins, outs):
     a, w, w_scale, w_zero, bias, a_scale, a_zero = (list(node.inputs) + [None] * 7)[:7]
     at = node.attrs
     mode, out = at.get("a_mode", "dynamic"), at.get("out", "float")
+    if mode == "dynamic" and at.get("a_granularity", "tensor") == "row":
+        _qgemm_rows(ctx, node, outs)
+        return
     if mode == "dynamic":
         q, s, z = ctx.node("DynamicQuantizeLinear", [ctx.value_as(a, F32)], 3)
     elif mode == "static":
@@ -112,6 +128,59 @@ def _qgemm(ctx, node, ins, outs):
     if out == "u8":
         ctx.one("QuantizeLinear", [y, ctx.scalar(at["out_scale"], F32),
                                    ctx.scalar(at.get("out_zero", 0), U8)], outs[0])
+
+
+def _qgemm_rows(ctx, node, outs):
+    """The per-row dynamic QGEMM spelled out in standard ops (module docstring)."""
+    a, w, w_scale, w_zero, bias = (list(node.inputs) + [None] * 7)[:5]
+    at = node.attrs
+    out = at.get("out", "float")
+    if not w.is_constant or (w_zero is not None and not w_zero.is_constant):
+        raise ctx.unsupported(node, "a per-row QGEMM with a weight computed at run time")
+    x = ctx.value_as(a, F32)
+    lo = ctx.one("Min", [ctx.reduce("ReduceMin", x, [-1], True), ctx.scalar(0.0, F32)])
+    hi = ctx.one("Max", [ctx.reduce("ReduceMax", x, [-1], True), ctx.scalar(0.0, F32)])
+    step = ctx.one("Div", [ctx.one("Sub", [hi, lo]), ctx.scalar(255.0, F32)])
+    s = ctx.one("Where", [ctx.one("Equal", [hi, lo]), ctx.scalar(1.0, F32), step])
+    zero, top = ctx.scalar(0.0, F32), ctx.scalar(255.0, F32)
+    zf = ctx.one("Clip", [_rint(ctx, ctx.one("Sub", [zero, ctx.one("Div", [lo, s])])),
+                          zero, top])
+    q = ctx.one("Clip", [ctx.one("Add", [_rint(ctx, ctx.one("Div", [x, s])), zf]), zero, top])
+    q = ctx.one("Cast", [q], to=_onnx_type(U8))
+    wq, _, wz = _weight(ctx, node, w, None, w_zero, False)
+    n = w.shape[1]
+    bz = np.zeros(n, np.int64) if w_zero is None else \
+        np.broadcast_to(np.asarray(w_zero.data, np.int64).reshape(-1), (n,))
+    colsum = (np.asarray(w.data, np.int64) - bz).sum(axis=0).astype(np.int32)
+    zi = ctx.one("Cast", [zf], to=_onnx_type(np.int32))
+    acc = ctx.one("Sub", [ctx.one("MatMulInteger", [q, wq, "", wz]),
+                          ctx.one("Mul", [zi, ctx.const(colsum, f"{w.name}.colsum")])])
+    if out == "int32":
+        ctx.identity(acc, outs[0])
+        return
+    scale = ctx.one("Mul", [s, ctx.value_as(w_scale, F32)])
+    last = out == "float"
+    act = at.get("activation")
+    y = ctx.one("Mul", [ctx.one("Cast", [acc], to=_onnx_type(F32)), scale],
+                outs[0] if last and bias is None and act is None else None)
+    if bias is not None:
+        y = ctx.one("Add", [y, ctx.value_as(bias, F32)], outs[0] if last and act is None else None)
+    if act is not None:
+        y = ctx.activation(y, act, F32, outs[0] if last else None)
+    if out == "u8":
+        ctx.one("QuantizeLinear", [y, ctx.scalar(at["out_scale"], F32),
+                                   ctx.scalar(at.get("out_zero", 0), U8)], outs[0])
+
+
+def _rint(ctx, v: str) -> str:
+    """Round half to even of float32 ``v`` with |v| < 2^22 (module docstring)."""
+    magic = ctx.scalar(12582912.0, F32)
+    return ctx.one("Sub", [ctx.one("Add", [v, magic]), magic])
+
+
+def _onnx_type(dtype) -> int:
+    from ..build import elem_type
+    return elem_type(np.dtype(dtype))
 
 
 @exporter(Op.SPARSE_GEMM)

@@ -9,14 +9,22 @@
   constant s8 (K, N) (or a run-time one: reference path); ``w_scale``,
   ``w_zero`` scalar or (N,).  attrs:
 
-    a_mode      "dynamic": a is float, quantized to u8 per tensor at run time
-                (DynamicQuantizeLinear's scale and zero point);
+    a_mode      "dynamic": a is float, quantized to u8 at run time
+                (DynamicQuantizeLinear's scale and zero point, per tensor or
+                per row: a_granularity);
                 "static": a is float, quantized with the a_scale, a_zero inputs;
                 "quantized": a is already u8 (a_zero its zero point).
     out         "float": act(acc * a_scale * w_scale + bias), float32;
                 "u8": that value quantized with attrs out_scale, out_zero;
                 "int32": acc itself (MatMulInteger).
     activation  None or a GEMM epilogue activation.
+    a_granularity  "tensor" (default: what ONNX's DynamicQuantizeLinear +
+                MatMulInteger mean, so imported models keep it) or "row"
+                (a_mode "dynamic" only): each row of a (each token) quantized
+                by the parameters of its own range, and the epilogue's scale
+                float32(row_scale[i] * w_scale[j]), zero point row_zero[i]
+                (backends/numpy_quant.py).  quantize_dynamic's default: token
+                ranges differ widely in transformers.
 
   Output shape ``a.shape[:-1] + (N,)``.  Lowered to the C int8 GEMM with the
   weight packed once at plan time; a float a is quantized (its range found,
@@ -35,6 +43,7 @@ from ..shapes import fail
 
 QGEMM_OUT = {"float": F32, "u8": U8, "int32": S32}
 A_MODES = ("dynamic", "static", "quantized")
+A_GRANULARITIES = ("tensor", "row")
 
 
 def _axis_view(node, x_shape, scale):
@@ -191,8 +200,15 @@ def _qgemm_shape(node):
     mode = at.setdefault("a_mode", "dynamic")
     out = at.setdefault("out", "float")
     at.setdefault("activation", None)
+    gran = at.setdefault("a_granularity", "tensor")
     if mode not in A_MODES:
         raise fail(node, f"attribute 'a_mode' expected one of {A_MODES}, received {mode!r}")
+    if gran not in A_GRANULARITIES:
+        raise fail(node, f"attribute 'a_granularity' expected one of {A_GRANULARITIES}, "
+                         f"received {gran!r}")
+    if gran == "row" and mode != "dynamic":
+        raise fail(node, f"attribute 'a_granularity' 'row' needs a_mode 'dynamic', received "
+                         f"a_mode {mode!r}")
     if out not in QGEMM_OUT:
         raise fail(node, f"attribute 'out' expected one of {tuple(QGEMM_OUT)}, received {out!r}")
     if w.dtype != S8 or w.ndim != 2:
@@ -227,6 +243,15 @@ def qgemm_eval(at, a, w: QWeight, w_scale, bias, a_scale, a_zero, quantize=None)
     lead = np.shape(a)[:-1]
     a2 = np.asarray(a).reshape(-1, k)
     mode = at["a_mode"]
+    if mode == "dynamic" and at.get("a_granularity", "tensor") == "row":
+        from ...backends.numpy_quant import qgemm_f32
+        out = np.empty((a2.shape[0], n), QGEMM_OUT[at["out"]])
+        qgemm_f32(np.asarray(a2, F32), w, None, None,
+                  None if at["out"] == "int32" else _vec(w_scale, n, F32),
+                  None if bias is None else np.asarray(bias, F32),
+                  activation=at.get("activation"), out_scale=at.get("out_scale"),
+                  out_zero=at.get("out_zero", 0), out=out, x_granularity="row")
+        return out.reshape(lead + (n,))
     if mode == "dynamic":
         a2f = np.asarray(a2, F32)
         fin = a2f[~np.isnan(a2f)]
@@ -287,6 +312,8 @@ def _qgemm_lower(node, ctx):
         kernel = registry.select("qgemm", backend, np.zeros((m, k), U8), qw, 0, ws, b,
                                  out=sample_out, **kw)
     else:
+        if at.get("a_granularity", "tensor") == "row":
+            kw["x_granularity"] = "row"
         kernel = registry.select("qgemm_f32", backend, np.zeros((m, k), F32), qw,
                                  static_scale, static_zero, ws, b, out=sample_out, **kw)
     if kernel.backend == "c":
@@ -312,7 +339,8 @@ def _qgemm_lower(node, ctx):
             args.append(a_zero)
         if a_scale is not None:
             args.append(a_scale)
-    return Step(node, run, args, {}, kernel.backend, f"{kernel.backend}.qgemm[{mode}->{out}]",
+    label = "dynamic-row" if kw.get("x_granularity") == "row" else mode
+    return Step(node, run, args, {}, kernel.backend, f"{kernel.backend}.qgemm[{label}->{out}]",
                 flops=2 * m * n * k)
 
 
