@@ -44,9 +44,20 @@
 #define PI_ATTN_QC 128
 /* Packed K and V of one key block: well inside Zen 3's / Skylake's L2. */
 #define PI_ATTN_KV_BYTES (192 * 1024)
-/* Below this many multiply-adds one thread does it all (a parallel region
- * costs a few microseconds). */
-#define PI_ATTN_SERIAL 65536
+/* The fixed part of one head's time at 1 thread (attn_single_ns). */
+#define PI_ATTN_HEAD_NS 3000.0
+/* One thread's time for the call (pi_threads_for): both products at
+ * micro-kernel speed, one exp per score, and per head a fixed cost and the
+ * packing of K and V (12 heads of 1 x 128 keys x 64 took 94 us at 1 thread,
+ * of 16 x 16 keys 54 us, though their products are 8 and 2 us). */
+static double attn_single_ns(int elem, pi_index nb, pi_index nh, pi_index sq, pi_index sk,
+                             pi_index d, pi_index dv)
+{
+    double heads = (double)nb * nh, scores = heads * sq * sk;
+    double per_head = PI_ATTN_HEAD_NS + (double)sk * (d + dv) * 12 * PI_NS_PER_BYTE;
+    return (scores * (2.0 * (d + dv) * PI_NS_PER_FLOP + PI_NS_PER_TRANSC) + heads * per_head) *
+           (elem / 4);
+}
 
 typedef struct {
     pi_index nb, nh, sq, sk, d, dv;
@@ -370,11 +381,8 @@ static int attn_prepare(attn_args *g, int elem, pi_index nb, pi_index nh, pi_ind
         return PI_ERR_WORKSPACE;
     g->nb = nb, g->nh = nh, g->sq = sq, g->sk = sk, g->d = d, g->dv = dv;
     g->q = q, g->k = k, g->v = v, g->m = mask, g->o = out;
-    pi_index nt = pi_num_threads;
-    if (nt > ws_bytes / per)
-        nt = ws_bytes / per;
-    if ((double)nb * nh * sq * sk * (d + dv) < PI_ATTN_SERIAL)
-        nt = 1;
+    pi_index nt = pi_threads_for(attn_single_ns(elem, nb, nh, sq, sk, d, dv),
+                                 (double)(ws_bytes / per));
     attn_split(g, (int)nt);
     if (nt > nb * nh * g->nc)
         nt = nb * nh * g->nc;

@@ -376,14 +376,17 @@ PI_EXPORT int CV_PUB(_conv2d_gemm)(const pi_conv2d_shape *s, int mr, const CV(t)
     const pi_index mg = s->k / s->groups, cg = s->c / s->groups, p = s->oh * s->ow;
     const pi_index panels = cv_cdiv(mg, mr);
     const int NR = u->nr, MR = u->mr;
-    int nt = pi_num_threads;
-    if (2.0 * (double)s->n * (double)s->k * (double)p * (double)k < 2.0 * 64 * 64 * 64)
-        nt = 1;
     const cv_split sp = cv_plan(s, u, kp, pi_num_threads);
     const pi_index slot = cv_round64(sp.kcb * sp.nc * es);
     if (ws_bytes < slot * pi_num_threads || ws == NULL)
         return PI_ERR_WORKSPACE;
     const pi_index units = s->n * s->groups * sp.chunks * sp.blocks;
+    /* One thread's time: the flops at micro-kernel speed plus gathering each
+     * packed input value (kp per output column of a group) once. */
+    const double flops = 2.0 * (double)s->n * (double)s->k * (double)p * (double)k;
+    const double gather = (double)s->n * s->groups * (double)p * (double)kp * (double)es;
+    int nt = pi_threads_for(flops * PI_NS_PER_FLOP * (double)(es / 4) + gather * PI_NS_PER_BYTE,
+                            (double)units);
     const CV(ukfn) fn = (CV(ukfn))u->fn;
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -540,9 +543,11 @@ PI_EXPORT int CV_PUB(_conv2d_depthwise)(const pi_conv2d_shape *s, const CV(t) *x
     if (ws_bytes < slot * pi_num_threads || ws == NULL)
         return PI_ERR_WORKSPACE;
     const pi_index planes = s->n * s->c, p = s->oh * s->ow;
-    int nt = pi_num_threads;
-    if ((double)planes * (double)p * (double)(s->kh * s->kw) < 32768.0)
-        nt = 1;
+    /* One thread's time: a multiply-add per tap of each output at about the
+     * speed of a streamed value (the plane's padded rows are copied first). */
+    int nt = pi_threads_for((double)planes * (double)p * (double)(s->kh * s->kw + 1) *
+                                (double)es * PI_NS_PER_BYTE,
+                            (double)planes);
 #if PI_X86 && PI_CONV_F32
     const int avx2 = pi_current_isa >= PI_ISA_AVX2;
 #endif

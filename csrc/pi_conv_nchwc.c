@@ -127,9 +127,10 @@ PI_TARGET_AVX2 static void nchwc_run_avx2(const pi_conv2d_shape *s, const float 
     const pi_index cb_n = (s->c + NB - 1) / NB, kb_n = (s->k + NB - 1) / NB;
     const pi_index pairs = (kb_n + 1) / 2, rows = s->n * pairs * s->oh, orow = s->ow * NB;
     const pi_index wk = cb_n * s->kh * s->kw * NB * NB, ystride = s->oh * orow;
-    int nt = pi_num_threads;
-    if ((double)rows * (double)orow * (double)wk / NB < 65536.0)
-        nt = 1;
+    /* One thread's time: rows x (2 blocks of orow outputs) x wk / NB
+     * multiply-adds, at micro-kernel speed (pi_threads_for). */
+    int nt = pi_threads_for(4.0 * (double)rows * (double)orow * (double)wk / NB * PI_NS_PER_FLOP,
+                            (double)rows);
     /* Rows of output-block pairs: two blocks share every broadcast input value. */
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 2)
     for (pi_index row = 0; row < rows; row++) {

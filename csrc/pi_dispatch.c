@@ -1,10 +1,12 @@
 /* Runtime ISA dispatch and thread count: the one place that asks the CPU
  * what it can do (STYLE.md 8).  Kernel families read pi_current_isa. */
 #include <omp.h>
+#include <stdlib.h>
 #include "pi_internal.h"
 
 int pi_current_isa = PI_ISA_PORTABLE;
 int pi_num_threads = 1;
+double pi_fork_ns = PI_FORK_NS;
 
 static int detect_isa(void)
 {
@@ -29,6 +31,14 @@ __attribute__((constructor)) static void pi_init(void)
     pi_num_threads = omp_get_max_threads();
     if (pi_num_threads < 1)
         pi_num_threads = 1;
+    /* Another machine's fork cost (pi_internal.h), in microseconds. */
+    const char *fork_us = getenv("PYINFER_FORK_US");
+    if (fork_us && *fork_us) {
+        char *end;
+        double us = strtod(fork_us, &end);
+        if (*end == '\0' && us >= 0 && us < 1e6)
+            pi_fork_ns = us * 1e3;
+    }
 }
 
 PI_EXPORT int pi_isa(void) { return pi_current_isa; }
@@ -58,6 +68,11 @@ PI_EXPORT void pi_set_num_threads(int n)
 }
 
 PI_EXPORT int pi_get_num_threads(void) { return pi_num_threads; }
+
+/* The fork cost pi_threads_for weighs work against (pi_internal.h); not in
+ * pyinfer.h: a tuning knob reached through ctypes (pyinfer.threads). */
+PI_EXPORT void pi_set_fork_ns(double ns) { pi_fork_ns = ns > 0 ? ns : 0; }
+PI_EXPORT double pi_get_fork_ns(void) { return pi_fork_ns; }
 
 PI_EXPORT const char *pi_status_string(int status)
 {

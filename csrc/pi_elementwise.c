@@ -7,7 +7,8 @@
  * vectorises the simple loops; the transcendental ones call libm for accuracy).
  *
  * Threads: the flat index range is split into one contiguous, vector-aligned
- * piece per thread, only when the work pays for the fork (a few us).  Large
+ * piece per thread (at most one thread per 16 elements), as many
+ * threads as pi_threads_for gives the call's estimated time (ew_threads).  Large
  * non-aliased f32 outputs are written with non-temporal stores: the output is
  * never read back by this kernel, so skipping the read-for-ownership saves a
  * quarter of the memory traffic of a+b.
@@ -19,9 +20,6 @@
 #include <omp.h>
 #include "pi_vmath.h"
 
-/* Elements per thread below which a region is not worth forking. */
-#define PI_EW_GRAIN_CHEAP (1 << 15)
-#define PI_EW_GRAIN_TRANSC (1 << 12)
 /* Outputs at least this large (bytes) and not aliasing an input are streamed. */
 #define PI_EW_STREAM_BYTES ((pi_index)8 << 20)
 
@@ -38,19 +36,32 @@ static int unary_op_known(int op)
     }
 }
 
-static int unary_op_cheap(int op)
+/* One thread's time per element beyond moving its bytes (pi_threads_for), in
+ * units of PI_NS_PER_TRANSC, measured at 1 thread on 64K elements
+ * (f32 vector code / f64 libm): exp 0.5 / 6 ns, sqrt 0.2 / 1.5, log, sigmoid
+ * and silu 0.7-0.8 / 13, tanh, erf and the GELUs 1.0-2.0 / 15-48. */
+static double unary_op_cost(int op, int f64)
 {
-    return op == PI_ACT_NONE || op == PI_ACT_RELU || op == PI_UNARY_ABS ||
-           op == PI_UNARY_NEG || op == PI_UNARY_SQRT || op == PI_UNARY_RSQRT;
+    switch (op) {
+    case PI_ACT_NONE: case PI_ACT_RELU: case PI_UNARY_ABS: case PI_UNARY_NEG:
+        return 0.0;
+    case PI_UNARY_SQRT: case PI_UNARY_RSQRT:
+        return f64 ? 6.0 : 1.0;
+    case PI_UNARY_EXP:
+        return f64 ? 24.0 : 2.0;
+    case PI_UNARY_LOG: case PI_ACT_SIGMOID: case PI_ACT_SILU:
+        return f64 ? 50.0 : 3.0;
+    default: /* tanh, erf, the GELUs */
+        return f64 ? 70.0 : 6.0;
+    }
 }
 
-/* Threads for n elements at `grain` elements per thread at least. */
-static int ew_threads(pi_index n, pi_index grain)
+/* Threads for n elements of `bytes` bytes moved each (inputs and output)
+ * and `cost` more (unary_op_cost). */
+static int ew_threads(pi_index n, double bytes, double cost)
 {
-    pi_index t = n / grain;
-    if (t > pi_num_threads)
-        t = pi_num_threads;
-    return t < 1 ? 1 : (int)t;
+    double per = bytes * PI_NS_PER_BYTE + cost * PI_NS_PER_TRANSC;
+    return pi_threads_for((double)n * per, (double)((n + 15) / 16));
 }
 
 /* ---- scalar paths ------------------------------------------------------------ */
@@ -199,7 +210,7 @@ PI_EXPORT int pi_f32_unary(int op, pi_index n, const float *x, float *y)
         return PI_OK;
     unary_f32_fn fn = pick_unary_f32();
     int stream = n * 4 >= PI_EW_STREAM_BYTES && (const float *)y != x;
-    int nt = ew_threads(n, unary_op_cheap(op) ? PI_EW_GRAIN_CHEAP : PI_EW_GRAIN_TRANSC);
+    int nt = ew_threads(n, 8.0, unary_op_cost(op, 0));
     if (nt <= 1) {
         fn(op, n, x, y, stream);
         return PI_OK;
@@ -220,7 +231,7 @@ PI_EXPORT int pi_f64_unary(int op, pi_index n, const double *x, double *y)
         return PI_ERR_ARG;
     if (n <= 0)
         return PI_OK;
-    int nt = ew_threads(n, unary_op_cheap(op) ? PI_EW_GRAIN_CHEAP / 2 : PI_EW_GRAIN_TRANSC / 2);
+    int nt = ew_threads(n, 16.0, unary_op_cost(op, 1));
     if (nt <= 1) {
         unary_f64_range(op, n, x, y);
         return PI_OK;
@@ -264,7 +275,7 @@ PI_EXPORT int pi_f32_binary(int op, pi_index outer, pi_index inner,
         return PI_OK;
     binary_f32_fn fn = pick_binary_f32();
     int stream = n * 4 >= PI_EW_STREAM_BYTES && (const float *)y != a && (const float *)y != b;
-    int nt = ew_threads(n, op == PI_BINARY_POW ? PI_EW_GRAIN_TRANSC : PI_EW_GRAIN_CHEAP);
+    int nt = ew_threads(n, 12.0, op == PI_BINARY_POW ? 6.0 : 0.0);
     if (nt <= 1) {
         pi_index lo = 0, hi = n;
         PI_BIN_RANGE(float, fn);
@@ -290,7 +301,7 @@ PI_EXPORT int pi_f64_binary(int op, pi_index outer, pi_index inner,
     if (n <= 0)
         return PI_OK;
     const int stream = 0;
-    int nt = ew_threads(n, op == PI_BINARY_POW ? PI_EW_GRAIN_TRANSC : PI_EW_GRAIN_CHEAP / 2);
+    int nt = ew_threads(n, 24.0, op == PI_BINARY_POW ? 70.0 : 0.0);
     if (nt <= 1) {
         pi_index lo = 0, hi = n;
         PI_BIN_RANGE(double, binary_row_f64);

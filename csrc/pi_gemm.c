@@ -3,7 +3,8 @@
  * register-blocked micro-kernel picked at run time from the one list
  * (pi_gemm_ukernels.h).  Workspace is the caller's; nothing is allocated.
  *
- * Threads (OpenMP, pi_num_threads):
+ * Threads (OpenMP): as many of pi_num_threads as pi_threads_for gives the
+ * call's estimated single-thread time (pi_gemm_single_ns), and then:
  *   - batch >= threads of small items (attention heads): one item per thread;
  *   - small M (<= 16, or under 4 register tiles a thread): N is split into
  *     whole NR slivers, each thread runs alone, and when B's columns are
@@ -87,8 +88,16 @@ static const pi_gemm_ukernel *pi_gemm_select_small_m(pi_index elem_size, pi_inde
 
 static pi_index round64(pi_index x) { return (x + 63) / 64 * 64; }
 
-/* Below this work (pi_gemm_packed_threads) a packed call runs on one thread. */
-#define PI_GEMM_PACKED_MIN_WORK 2e6
+/* One thread's time for batch products m x n x k (pi_threads_for): the flops
+ * at micro-kernel speed, plus each B element read once from memory, which is
+ * what a small-M call takes (1x768x3072 streams 9 MB of B for 5 Mflop). */
+static double pi_gemm_single_ns(int elem_size, pi_index batch, pi_index m, pi_index n,
+                                pi_index k)
+{
+    double flops = 2.0 * (double)m * (double)n * (double)k;
+    double bbytes = (double)k * (double)n * (double)elem_size;
+    return (double)batch * (flops * PI_NS_PER_FLOP * (elem_size / 4) + bbytes * PI_NS_PER_BYTE);
+}
 
 /* NC as the loops use it: whole NR slivers (guards a list entry that is not). */
 static pi_index pi_gemm_nc(const pi_gemm_ukernel *u)
@@ -193,21 +202,26 @@ static int pi_gemm_packed_split_n(const pi_gemm_ukernel *u, pi_index m, pi_index
     return per_n <= per_m;
 }
 
-/* Threads for one packed call: one below PI_GEMM_PACKED_MIN_WORK (waking a
- * sleeping OpenMP worker, 7-30 us on the 2-core development VM, costs more
- * than it saves), at most one per sliver or panel of the split dimension.
- * The work counts the flops and twice the bytes of B: at small M the call
- * streams B and takes the time of its bytes, not of its flops. */
+/* Threads for one packed call: as many as pi_threads_for gives its estimated
+ * single-thread time (pi_gemm_single_ns), at most one per sliver or panel of
+ * the split dimension. */
 static int pi_gemm_packed_threads(const pi_gemm_ukernel *u, pi_index m, pi_index n, pi_index k)
 {
-    int nt = pi_num_threads < 1 ? 1 : pi_num_threads;
-    double work = 2.0 * (double)m * (double)n * (double)k +
-                  2.0 * (double)k * (double)n * (double)u->elem_size;
-    if (nt == 1 || work < PI_GEMM_PACKED_MIN_WORK)
+    int nt = pi_threads_for(pi_gemm_single_ns(u->elem_size, 1, m, n, k), pi_num_threads);
+    if (nt == 1)
         return 1;
     pi_index units = pi_gemm_packed_split_n(u, m, n, nt) ? (n + u->nr - 1) / u->nr
                                                          : (m + u->mr - 1) / u->mr;
     return units < nt ? (int)(units > 0 ? units : 1) : nt;
+}
+
+/* The most threads a packed call of these sizes may use, whatever the fork
+ * cost: what its workspace is sized for. */
+static int pi_gemm_packed_max_threads(const pi_gemm_ukernel *u, pi_index m, pi_index n)
+{
+    pi_index nsl = (n + u->nr - 1) / u->nr, panels = (m + u->mr - 1) / u->mr;
+    pi_index units = nsl > panels ? nsl : panels;
+    return units < pi_num_threads ? (int)(units > 0 ? units : 1) : pi_num_threads;
 }
 
 /* The k block of a packed call: all of K when each B sliver is read by one
@@ -241,7 +255,7 @@ PI_EXPORT pi_index pi_gemm_packed_workspace_bytes(const void *packed, pi_index m
     const pi_gemm_ukernel *u;
     if (!h || h->magic != PI_GEMM_PACKED_MAGIC || !(u = pi_gemm_packed_ukernel(h)) || m <= 0)
         return 0;
-    return pi_gemm_packed_threads(u, m, h->n, h->k) * pi_gemm_packed_slot_bytes(u, m, h->k);
+    return pi_gemm_packed_max_threads(u, m, h->n) * pi_gemm_packed_slot_bytes(u, m, h->k);
 }
 
 #define GD_T float

@@ -311,8 +311,15 @@ PI_EXPORT int pi_f32_winograd_conv3x3(int tile, pi_index n, pi_index c, pi_index
     const pi_index a2 = (pi_index)J.alpha * J.alpha, TB = J.tb;
     const pi_index vs = wg_plane(c, TB), ms = wg_plane(k, TB);
     const pi_index nblocks = wg_cdiv(J.tiles, TB);
-    if (nth > nblocks)
-        nth = (int)nblocks;
+    /* One thread's time (pi_threads_for): alpha^2 products of c x k per tile
+     * at micro-kernel speed, and the transforms' streaming of V and M.  The
+     * block size above stays the one the workspace was sized with. */
+    const double wg_ns = (double)J.tiles * (double)a2 *
+                         (2.0 * (double)c * (double)k * PI_NS_PER_FLOP +
+                          2.0 * (double)(c + k) * sizeof(float) * PI_NS_PER_BYTE);
+    const int want = pi_threads_for(wg_ns, (double)nblocks);
+    if (nth > want)
+        nth = want;
 
 #pragma omp parallel num_threads(nth) if (nth > 1)
     {

@@ -64,6 +64,52 @@ def budget(n: Optional[int]):
         _native_lib().pi_set_num_threads(before)
 
 
+_fork_fns = None
+
+
+def _fork_knob():
+    """pi_get_fork_ns / pi_set_fork_ns through ctypes: a tuning knob of the
+    loaded extension (the same library, so the same global), kept out of the
+    public header pyinfer.h."""
+    global _fork_fns
+    if _fork_fns is None:
+        import ctypes
+        from . import _native
+        dll = ctypes.CDLL(_native.__file__)
+        get, put = dll.pi_get_fork_ns, dll.pi_set_fork_ns
+        get.restype, get.argtypes = ctypes.c_double, []
+        put.restype, put.argtypes = None, [ctypes.c_double]
+        _fork_fns = (get, put)
+    return _fork_fns
+
+
+def fork_ns() -> float:
+    """The cost of a parallel region (ns) that the C kernels weigh their work
+    against before using more than one thread (csrc/pi_internal.h,
+    ``pi_threads_for``): a call gets t threads when its single-thread time is at
+    least t times this.  Set at load from PYINFER_FORK_US (microseconds)."""
+    return float(_fork_knob()[0]())
+
+
+def set_fork_ns(ns: float) -> None:
+    """Change ``fork_ns``; 0 makes every kernel use the whole thread budget."""
+    if not isinstance(ns, (int, float)) or isinstance(ns, bool) or not ns >= 0:
+        raise ShapeError(f"set_fork_ns: argument 'ns' expected a number >= 0, received {ns!r}")
+    _fork_knob()[1](float(ns))
+
+
+@contextlib.contextmanager
+def fork_threshold(ns: float):
+    """``set_fork_ns(ns)`` for the duration of a ``with`` block (tests force the
+    multi-thread split of small calls with 0)."""
+    before = fork_ns()
+    set_fork_ns(ns)
+    try:
+        yield
+    finally:
+        set_fork_ns(before)
+
+
 def sync_numba() -> int:
     """Make Numba's pool match the budget; called by Numba kernel wrappers. Cheap."""
     import numba
