@@ -162,7 +162,7 @@ def cases():
             lambda x=x, wc=wc: ops.conv2d(x, wc, padding=1, backend="c"))
         wd = f(c, 1, 3, 3)
         add(f"dwconv 3x3 {c} {hw}x{hw}", f"{c * 9 * hw * hw / 1e3:.0f} kMAC",
-            lambda x=x, wd=wd: ops.conv2d(x, wd, padding=1, groups=c, backend="c"))
+            lambda x=x, wd=wd, c=c: ops.conv2d(x, wd, padding=1, groups=c, backend="c"))
     return out
 
 

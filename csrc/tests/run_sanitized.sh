@@ -20,6 +20,8 @@ flags=(-O1 -g -std=c11 -fsanitize=address,undefined -fno-sanitize-recover=all
 # OpenMP's runtime keeps thread pools alive at exit: not a leak of ours.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
+# Kernels split even the tests' small calls over their threads (pi_threads_for would keep them on one).
+export PYINFER_FORK_US="${PYINFER_FORK_US:-0}"
 
 status=0
 shopt -s nullglob
