@@ -1,11 +1,13 @@
 """MiniLM-L6 (seq 128) fp32 and int8 against ONNX Runtime, one process, rotating order.
 
-    python bench/minilm_bench.py --batch 1 --threads 2 --rounds 21 [--full-range]
+    python bench/minilm_bench.py --batch 1 --threads 2 --rounds 21 [--full-range] [--per-tensor]
 
 Contenders: pyinfer fp32, pyinfer int8 (``pyinfer.compress.quantize_dynamic``), ONNX
 Runtime fp32 and ONNX Runtime int8 (``onnxruntime.quantization.quantize_dynamic`` with
 ``per_channel=True, reduce_range=True``: 7-bit weights, what pyinfer picks on AVX2
-without VNNI).  ``--full-range`` adds pyinfer int8 with 8-bit weights.  ORT runs
+without VNNI); pyinfer's int8 quantizes activations per row (per token), its
+default.  ``--full-range`` adds pyinfer int8 with 8-bit weights, ``--per-tensor``
+pyinfer int8 with per-tensor activation scales (ORT's rule).  ORT runs
 without spinning (``pyinfer.peers.ort_session``).  Also prints the sentence-embedding
 cosine of each int8 model to its fp32 model on the built-in sentences (min, mean).
 """
@@ -35,6 +37,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--full-range", action="store_true")
+    ap.add_argument("--per-tensor", action="store_true")
     opts = ap.parse_args()
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
@@ -46,6 +49,8 @@ def main() -> None:
     models = {"pi-fp32": g, "pi-int8": quantize_dynamic(g)}
     if opts.full_range:
         models["pi-int8-8bit"] = quantize_dynamic(g, reduce_range=False)
+    if opts.per_tensor:
+        models["pi-int8-tensor"] = quantize_dynamic(g, activation_granularity="tensor")
     interps = {k: pyinfer.Interpreter(m, threads=opts.threads) for k, m in models.items()}
     sessions = {"ort-fp32": ort_session(src, opts.threads), "ort-int8": ort_session(ort_int8, opts.threads)}
 
