@@ -41,21 +41,25 @@ extern int pi_num_threads;
  * bench/omp_fork_cost.c (bench/thread_rule_bench.py fork) on the 2-vCPU Zen 3
  * KVM guest, 2 threads, medians: an empty region 11-16 us (the worker starts
  * its body 4-10 us after the fork), and a region splitting W us of arithmetic
- * takes W/2 + 16..23 us.  Two threads therefore win only above about twice
+ * takes W/2 + 16..23 us; a real kernel's halves are less even (memory-bound
+ * ones share the cache and memory bandwidth): the block-sparse GEMM at 1 and
+ * 2 threads (m = 1, 4, 8: 28 / 39-44, 43 / 44-59, 86-98 / 67-72 us) puts
+ * the overhead at 24-30 us.  Two threads therefore win only above about twice
  * that overhead of single-thread work, and a region is worth t threads when
  * each gets at least one fork cost of work:
  *
  *     threads = min(pi_num_threads, units, single_ns / pi_fork_ns), at least 1
  *
  * single_ns is the call's estimated single-thread time from the throughput
- * classes below; units is how many pieces the kernel can split into.  At the
- * break-even point (single_ns = 2 * fork) both choices take the same time, so
- * the constants need only be right within a factor of about 1.5.
+ * classes below; units is how many pieces the kernel can split into.  Near
+ * the break-even point (single_ns = 2 * fork) both choices take about the
+ * same time, so an estimate off by a factor of 1.5 costs at most about a
+ * quarter of such a call.
  *
  * pi_fork_ns is PI_FORK_NS unless the environment variable PYINFER_FORK_US
  * says otherwise at load; pi_set_fork_ns changes it (0: always every thread,
  * which the tests use to check that results do not depend on the split). */
-#define PI_FORK_NS 20000.0
+#define PI_FORK_NS 25000.0
 extern double pi_fork_ns;
 
 /* Single-thread throughput classes (ns per unit, one Zen 3 core with AVX2+FMA,

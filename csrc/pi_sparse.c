@@ -127,15 +127,17 @@ static pi_index sp_split(const int *indptr, pi_index panels, pi_index target)
     return lo;
 }
 
-/* One thread's time for the call: the stored values stream through once
- * (4 bytes each; at m = 1 the kernel runs at that speed: 768x3072 at 90%
- * zero blocks took 28 us) and each row of X adds one multiply-add per stored
- * value (m = 8: 86-98 us, about 0.04 ns each: 2 flops at PI_NS_PER_FLOP),
- * plus the epilogue's pass over Y. */
-static double sp_single_ns(pi_index m, pi_index n, pi_index stored)
+/* One thread's time for the call (pi_threads_for): the stored values stream
+ * through once per register tile of rows (MR = 64 / bc on AVX2: 4 rows for
+ * 16-wide blocks) and each row of X adds one multiply-add per stored value,
+ * plus the epilogue's pass over Y.  Fits 768x3072 at 90% zero 1x16 blocks
+ * at 1 thread: m = 1, 2, 4, 8, 16 took 26, 35, 40, 72, 147 us. */
+static double sp_single_ns(pi_index m, pi_index n, pi_index bc, pi_index stored)
 {
-    return 4.0 * (double)stored * PI_NS_PER_BYTE +
-           2.0 * (double)m * (double)stored * PI_NS_PER_FLOP +
+    pi_index rows = bc < 64 ? 64 / bc : 1;
+    double passes = (double)((m + rows - 1) / rows);
+    return passes * 4.0 * (double)stored * PI_NS_PER_BYTE +
+           (double)m * (double)stored * PI_NS_PER_FLOP +
            4.0 * (double)m * (double)n * PI_NS_PER_BYTE;
 }
 
@@ -156,7 +158,7 @@ PI_EXPORT int pi_f32_bsr_gemm(pi_index m, pi_index n, pi_index k,
     sp_args s = {m, n, k, (const char *)x, x_rs, x_cs, br, bc, indptr, indices, values,
                  bias, activation, (char *)y, y_rs};
     sp_panels_fn fn = sp_pick(bc);
-    int nt = pi_threads_for(sp_single_ns(m, n, nnzb * br * bc), (double)panels);
+    int nt = pi_threads_for(sp_single_ns(m, n, bc, nnzb * br * bc), (double)panels);
     if (nt <= 1) {
         fn(&s, 0, panels);
         return PI_OK;
