@@ -774,29 +774,53 @@ def test_quantize_dynamic_rows_export_runs_in_ort():
     assert "DynamicQuantizeLinear" in {n.op_type for n in to_onnx(qt).graph.node}
 
 
-def test_quantize_dynamic_rows_export_reimports_as_plain_ops():
-    """pyinfer reads the exported per-row layer back as plain ops (no fold back
-    into one QGEMM yet).  Its simplify pass turns the exported ``/ 255`` into
-    ``* (1/255)``, so a row's scale may differ by a float32 rounding and an
-    element whose x/s lies within that of a .5 may round to the neighbouring
-    step: the bound is one step of every element, s[i] * sum_k |wq[k, j]| *
-    w_scale[j], plus float32 rounding of the output."""
+def _one_layer_rows(rng):
     from pyinfer.compress import quantize_dynamic
-    from pyinfer.export import to_onnx
-    rng = np.random.default_rng(28)
     g = pyinfer.Graph("one")
     xv = g.input("x", ("b", 40), np.float32)
     y = g.add(pyinfer.Op.MATMUL, [xv, g.constant((rng.standard_normal((40, 24)) * 0.2).astype(np.float32))])
-    g.output(g.add(pyinfer.Op.ADD, [y, g.constant(rng.standard_normal(24).astype(np.float32))]))
-    qg = quantize_dynamic(g)
+    y = g.add(pyinfer.Op.ADD, [y, g.constant(rng.standard_normal(24).astype(np.float32))])
+    g.output(g.add(pyinfer.Op.RELU, [y]))
+    return quantize_dynamic(g)
+
+
+def test_quantize_dynamic_rows_export_reimports_as_one_qgemm():
+    """The qrows pass folds the exported per-row form back into one per-row
+    QGEMM (bias and relu in its epilogue): the same kernel, the same bits."""
+    from pyinfer.export import to_onnx
+    rng = np.random.default_rng(28)
+    qg = _one_layer_rows(rng)
+    x = (rng.standard_normal((9, 40)) * 10.0 ** rng.uniform(-2, 1, (9, 1))).astype(np.float32)
+    it = pyinfer.Interpreter(pyinfer.load(to_onnx(qg)))
+    got = it.run({"x": x})[0]
+    assert [s.kernel for s in it.plan.steps] == ["c.qgemm[dynamic-row->float]"]
+    np.testing.assert_array_equal(got, pyinfer.Interpreter(qg).run({"x": x})[0])
+
+
+def test_rows_export_with_a_foreign_constant_is_not_folded():
+    """A model of that form whose correction constant is not the weight's
+    column sums is not this QGEMM: it stays plain ops and pyinfer runs it like
+    ONNX Runtime.  Bound: simplify turns the exported ``/ 255`` into
+    ``* (1/255)``, so a row's scale may differ by a float32 rounding and an
+    element whose x/s lies within that of a .5 may round to the neighbouring
+    step: one step of every element, s[i] * sum_k |wq[k, j]| * w_scale[j],
+    plus float32 rounding of the output."""
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import numpy_helper
+    from pyinfer.export import to_onnx
+    rng = np.random.default_rng(29)
+    qg = _one_layer_rows(rng)
     (node,) = [n for n in qg.nodes if n.op is pyinfer.Op.QGEMM]
     wq, ws = node.inputs[1].data.astype(np.float64), node.inputs[2].data.astype(np.float64)
+    model = to_onnx(qg)
+    (init,) = [t for t in model.graph.initializer if t.name.endswith(".colsum")]
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) + np.int32(1), init.name))
     x = (rng.standard_normal((9, 40)) * 10.0 ** rng.uniform(-2, 1, (9, 1))).astype(np.float32)
-    want = pyinfer.Interpreter(qg).run({"x": x})[0]
-    back = pyinfer.load(to_onnx(qg))
-    assert not any(n.op is pyinfer.Op.QGEMM and n.attrs.get("a_granularity") == "row"
-                   for n in back.nodes)
-    got = pyinfer.Interpreter(back).run({"x": x})[0]
+    it = pyinfer.Interpreter(pyinfer.load(model))
+    got = it.run({"x": x})[0]
+    assert "c.qgemm[dynamic-row->float]" not in [s.kernel for s in it.plan.steps]
+    want = ort.InferenceSession(model.SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     s, _ = nq.dynamic_params_rows(x)
     bound = s[:, None].astype(np.float64) * (np.abs(wq).sum(0) * ws)[None, :] \
         + 4 * np.finfo(np.float32).eps * np.abs(want)

@@ -21,7 +21,8 @@ DYNAMIC_QUANTIZE_LINEAR, QGEMM and SPARSE_GEMM.
   Runtime 1.x refuses a per-row a_zero_point, see bench/RESULTS.md), then
   ``float(acc) * (s[i] * w_scale[j])`` + bias, activation.  Integer parts are
   exact, so ONNX Runtime gives pyinfer's result up to float ops it may order
-  differently; the importer reads it back as those plain ops.  ``rint`` is
+  differently; pyinfer's ``qrows`` pass (graph/passes/qrows.py) folds it back
+  into the per-row QGEMM when the model is loaded.  ``rint`` is
   ``(v + 1.5 * 2^23) - 1.5 * 2^23``: float32 addition rounds half to even, as
   ONNX ``Round`` does, exactly for |v| < 2^22 (here |v| <= 255 for every
   finite row) -- and pyinfer's importer has no ``Round``.

@@ -18,8 +18,10 @@ from ..ir import VIEW_OPS, Graph
 from . import cnn, cse, dce, epilogue, fold, fuse, layout, patterns, simplify
 from . import qdq  # int8: QDQ / ONNX Runtime quantized forms -> QGEMM
 from . import qdq_conv  # int8: QDQ Conv -> QCONV
+from . import qrows  # int8: the exported per-row dynamic GEMM -> QGEMM
 
 PASSES = OrderedDict([
+    ("qrows", qrows.qrows),             # exported per-row int8 GEMM -> QGEMM (before simplify)
     ("fold", fold.fold),                # constants in, constants out
     ("simplify", simplify.simplify),    # x*1, x/c, pow, double transpose...
     ("cse", cse.cse),                   # one node per distinct computation
