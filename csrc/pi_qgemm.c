@@ -307,7 +307,10 @@ static int out_size(int kind) { return kind == PI_QOUT_U8 ? 1 : 4; }
  * activation of a quantized layer) is quantized block by block into a small
  * u8 buffer of the packing thread (one L2-resident block, then packed from
  * there), with per-tensor parameters given (static) or computed from A's
- * range inside the same parallel region (dynamic: ONNX DynamicQuantizeLinear).
+ * range inside the same parallel region (dynamic: ONNX DynamicQuantizeLinear),
+ * or per row (per_row: each row's own DynamicQuantizeLinear parameters, found
+ * as the row is quantized for packing; the epilogue then takes per-row zero
+ * points and scales).
  * One C call, one fork/join: the separate min/max, quantize and GEMM calls it
  * replaces cost three thread wake-ups, a pass writing A as u8 to memory and
  * the Python between them. */
