@@ -17,6 +17,12 @@ run writes to extra_info):
 * ``minilm`` (when ``pyinfer.models.minilm``'s weights are installed): the
   same four on all-MiniLM-L6-v2 at batch 1 x 128 tokens.
 
+* ``pyinfer-int8-plan``: the same one-node MatMulInteger model ORT runs
+  (7-bit B as an initializer, int32 out), through ``pyinfer.Interpreter``:
+  runtime against runtime, both allocating the output each run.  The eager
+  ``pyinfer-int8`` row pays the op's argument validation and kernel selection
+  on every call (50-300 us here, 10-30% of a 128-row call at 2 threads), which
+  a plan pays once.
 * ``qgemm MxKxN dyn``: the dynamic->float path of a quantized layer, float
   activation in: a one-node MatMul model through each library's own
   ``quantize_dynamic`` (pyinfer: quantize inside the GEMM call; ORT:
@@ -26,7 +32,10 @@ Run: pytest bench/test_bench_quant.py --benchmark-only --bench-threads 2
 On a loaded machine, alternate the contenders round by round instead (medians
 of interleaved rounds, the load average printed with them):
     python bench/test_bench_quant.py [--threads 2] [--rounds 15] [--shapes 128x384x1536]
-(``--blocks``: 20 calls of each contender in a row, 3 times, ORT at its defaults.)
+(``--blocks``: 20 calls of each contender in a row, 3 times, ORT at its defaults.
+``--node-time``: kernel against kernel, no runtime around either: our C GEMM
+call (int32 out) timed around the call, against the MatMulInteger node time
+ORT's own profiler records, interleaved.)
 """
 from __future__ import annotations
 
@@ -47,8 +56,10 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 SHAPES = [(128, 384, 1536), (128, 1536, 384), (1024, 384, 1536), (1024, 1024, 1024)]
-GEMM_CONTENDERS = ["pyinfer-int8", "pyinfer-int8-exact", "pyinfer-fp32", "ort-MatMulInteger",
-                   "pyinfer-int8-dyn", "ort-int8-dyn"]
+KERNEL_CONTENDERS = ["pyinfer-int8", "pyinfer-int8-plan", "pyinfer-int8-exact", "pyinfer-fp32",
+                     "ort-MatMulInteger"]
+DYN_CONTENDERS = ["pyinfer-int8-dyn", "ort-int8-dyn"]
+GEMM_CONTENDERS = KERNEL_CONTENDERS + DYN_CONTENDERS
 _ORT_DEFAULTS = False  # block-wise runs: ORT at its defaults (spinning workers)
 
 
@@ -75,6 +86,16 @@ def _matmul_model(path, k, n, seed=0):
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     onnx.save(m, path)
+
+
+def _mmi_model(b, m, k):
+    """The one-node MatMulInteger model (a (m, k) u8 input, ``b`` an int8
+    initializer, a_zero 7, int32 out) that ORT and pyinfer's plan both run."""
+    node = helper.make_node("MatMulInteger", ["a", "b", "za"], ["y"])
+    g = helper.make_graph([node], "mmi", [helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT32, [m, b.shape[1]])],
+                          [numpy_helper.from_array(b, "b"), numpy_helper.from_array(np.uint8(7), "za")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def _gemm_fn(contender, m, k, n, threads):
@@ -109,12 +130,11 @@ def _gemm_fn(contender, m, k, n, threads):
         bf = rng.standard_normal((k, n)).astype(np.float32)
         out = np.empty((m, n), np.float32)
         return lambda: ops.gemm(af, bf, out=out, backend="c")
-    node = helper.make_node("MatMulInteger", ["a", "b", "za"], ["y"])
-    g = helper.make_graph([node], "mmi", [helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k])],
-                          [helper.make_tensor_value_info("y", TensorProto.INT32, [m, n])],
-                          [numpy_helper.from_array(b, "b"), numpy_helper.from_array(np.uint8(7), "za")])
-    sess = _session(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), threads)
     feed = {"a": a}
+    if contender == "pyinfer-int8-plan":
+        it = pyinfer.Interpreter(pyinfer.load(_mmi_model(b, m, k)))
+        return lambda: it.run(feed)
+    sess = _session(_mmi_model(b, m, k), threads)
     return lambda: sess.run(None, feed)
 
 
@@ -249,6 +269,66 @@ def _interleaved(groups, threads, rounds):
               + f" | load {os.getloadavg()[0]:.1f} |", flush=True)
 
 
+def _node_time(shapes, threads, rounds):
+    """Kernel against kernel: our C GEMM (pi_u8s8_gemm, int32 out, the weight
+    packed once, pointers and workspace made before the loop) timed around the
+    one cffi call, against ORT's MatMulInteger node time from its own profiler;
+    one call of each per round.  Both results are checked against the exact
+    product."""
+    import json
+    import time
+    from pyinfer.backends import c_quant
+    from pyinfer.backends._native import ffi, lib
+    pyinfer.set_num_threads(threads)
+    for m, k, n in shapes:
+        rng = np.random.default_rng(0)
+        a = rng.integers(0, 256, (m, k), dtype=np.uint8)
+        b = rng.integers(-64, 65, (k, n), dtype=np.int8)
+        w = ops.qweight(b, 0)
+        out = np.empty((m, n), np.int32)
+        # what c_quant.qgemm passes, made once (its per-call Python is not the kernel's)
+        pb = c_quant._ptr("char", c_quant.packed_weight(w))
+        ws, ws_size = c_quant._workspace(lib.pi_u8s8_gemm_workspace_bytes(pb, m))
+        pa, po = c_quant._ptr("unsigned char", a), c_quant._ptr("char", out)
+
+        def ours_call():
+            return lib.pi_u8s8_gemm(m, n, k, pa, k, 1, 7, pb, lib.PI_QOUT_S32, ffi.NULL, ffi.NULL,
+                                    0, 1.0, 0, po, n * 4, 4, ws, ws_size)
+        # peers.ort_session's options (no spinning), plus ORT's profiler
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.enable_profiling = True
+        so.profile_file_prefix = os.path.join(_TMP, f"ort_{m}x{k}x{n}")
+        sess = ort.InferenceSession(_mmi_model(b, m, k).SerializeToString(), so,
+                                    providers=["CPUExecutionProvider"])
+        ours, warm = [], 3
+        for r in range(rounds + warm):
+            t0 = time.perf_counter()
+            status = ours_call()
+            t1 = time.perf_counter()
+            assert status == 0, status
+            y = sess.run(None, {"a": a})[0]
+            if r >= warm:
+                ours.append(t1 - t0)
+        exact = (a.astype(np.int64) - 7) @ b.astype(np.int64)
+        assert np.array_equal(out, exact) and np.array_equal(y, exact)
+        path = sess.end_profiling()
+        with open(path) as f:
+            events = json.load(f)
+        os.remove(path)
+        node = [e["dur"] * 1e-6 for e in events
+                if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")][warm:]
+        mo, mn, mac = float(np.median(ours)), float(np.median(node)), m * k * n
+        print(f"| {m}x{k}x{n} node time | pyinfer C call {mo * 1e3:.3f} ms ({mac / mo / 1e9:.1f} "
+              f"GMAC/s, best {min(ours) * 1e3:.3f}) | ORT MatMulInteger node {mn * 1e3:.3f} ms "
+              f"({mac / mn / 1e9:.1f} GMAC/s, best {min(node) * 1e3:.3f}) | pyinfer vs ORT "
+              f"{mn / mo:.2f}x | load {os.getloadavg()[0]:.1f} |", flush=True)
+
+
 if __name__ == "__main__":
     import argparse
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -259,18 +339,25 @@ if __name__ == "__main__":
     ap.add_argument("--blocks", action="store_true",
                     help="20 runs of each contender in a row, 3 times, ORT at its defaults "
                          "(spinning workers) instead of interleaved single calls")
+    ap.add_argument("--node-time", action="store_true",
+                    help="kernel against kernel: our C qgemm call against ORT's profiled "
+                         "MatMulInteger node time (int32 out), interleaved")
     opts = ap.parse_args()
     _ORT_DEFAULTS = opts.blocks
     shapes = SHAPES if opts.shapes is None else \
         [tuple(int(v) for v in s.split("x")) for s in opts.shapes.split(",")]
+    if opts.node_time:
+        print(f"threads {opts.threads}, rounds {opts.rounds}, load {os.getloadavg()}")
+        _node_time(shapes, opts.threads, opts.rounds)
+        raise SystemExit(0)
     groups = []
     if opts.only in (None, "gemm"):
         for shape in shapes:
             title = "x".join(map(str, shape))
             fns = {c: _gemm_fn(c, *shape, opts.threads) for c in GEMM_CONTENDERS}
             # kernels (u8 A in), then the dynamic->float path (float A in): two groups
-            groups.append((title, {c: fns[c] for c in GEMM_CONTENDERS[:4]}))
-            groups.append((title + " dyn", {c: fns[c] for c in GEMM_CONTENDERS[4:]}))
+            groups.append((title, {c: fns[c] for c in KERNEL_CONTENDERS}))
+            groups.append((title + " dyn", {c: fns[c] for c in DYN_CONTENDERS}))
     if opts.only in (None, "mlp"):
         groups.append(("mlp", {c: _model_fn("mlp", c, opts.threads) for c in
                                ["pyinfer-int8", "pyinfer-fp32", "ort-int8", "ort-fp32"]}))
