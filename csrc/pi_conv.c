@@ -376,17 +376,26 @@ PI_EXPORT int CV_PUB(_conv2d_gemm)(const pi_conv2d_shape *s, int mr, const CV(t)
     const pi_index mg = s->k / s->groups, cg = s->c / s->groups, p = s->oh * s->ow;
     const pi_index panels = cv_cdiv(mg, mr);
     const int NR = u->nr, MR = u->mr;
-    const cv_split sp = cv_plan(s, u, kp, pi_num_threads);
-    const pi_index slot = cv_round64(sp.kcb * sp.nc * es);
-    if (ws_bytes < slot * pi_num_threads || ws == NULL)
-        return PI_ERR_WORKSPACE;
-    const pi_index units = s->n * s->groups * sp.chunks * sp.blocks;
     /* One thread's time: the flops at micro-kernel speed plus gathering each
-     * packed input value (kp per output column of a group) once. */
+     * packed input value (kp per output column of a group) once; at most a
+     * thread per NR columns of a group. */
     const double flops = 2.0 * (double)s->n * (double)s->k * (double)p * (double)k;
     const double gather = (double)s->n * s->groups * (double)p * (double)kp * (double)es;
-    int nt = pi_threads_for(flops * PI_NS_PER_FLOP * (double)(es / 4) + gather * PI_NS_PER_BYTE,
-                            (double)units);
+    const int nt = pi_threads_for(flops * PI_NS_PER_FLOP * (double)(es / 4) +
+                                      gather * PI_NS_PER_BYTE,
+                                  (double)s->n * s->groups * cv_cdiv(p, NR) * panels);
+    /* Split for the threads that run (a plan for more cuts a small call into
+     * pieces one thread runs slower), unless the workspace, sized for the
+     * plan of pi_num_threads, is too small for that split. */
+    cv_split sp = cv_plan(s, u, kp, nt);
+    pi_index slot = cv_round64(sp.kcb * sp.nc * es);
+    if (ws_bytes < slot * nt) {
+        sp = cv_plan(s, u, kp, pi_num_threads);
+        slot = cv_round64(sp.kcb * sp.nc * es);
+    }
+    if (ws_bytes < slot * nt || ws == NULL)
+        return PI_ERR_WORKSPACE;
+    const pi_index units = s->n * s->groups * sp.chunks * sp.blocks;
     const CV(ukfn) fn = (CV(ukfn))u->fn;
 
 #pragma omp parallel num_threads(nt) if (nt > 1)

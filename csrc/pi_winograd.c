@@ -286,11 +286,25 @@ PI_EXPORT int pi_f32_winograd_conv3x3(int tile, pi_index n, pi_index c, pi_index
     J.tw = wg_cdiv(wo, tile);
     J.tiles = n * J.th * J.tw;
     J.x = x; J.u = wt; J.bias = bias; J.r = r; J.y = y;
-    int nth = pi_num_threads;
+    /* One thread's time (pi_threads_for): alpha^2 products of c x k per tile
+     * at micro-kernel speed, and the transforms' streaming of V and M; at
+     * most a thread per WG_NR tiles. */
+    const pi_index a2 = (pi_index)J.alpha * J.alpha;
+    const double wg_ns = (double)J.tiles * (double)a2 *
+                         (2.0 * (double)c * (double)k * PI_NS_PER_FLOP +
+                          2.0 * (double)(c + k) * sizeof(float) * PI_NS_PER_BYTE);
+    int nth = pi_threads_for(wg_ns, (double)wg_cdiv(J.tiles, WG_NR));
+    /* Blocks of tiles sized for the threads that run, unless the workspace
+     * (sized for pi_num_threads' blocks) is too small for them. */
     J.tb = wg_block_tiles(tile, c, k, J.tiles, nth);
-    const pi_index per = wg_thread_bytes(tile, c, k, J.tb);
-    if (ws_bytes / per < nth)
-        nth = (int)(ws_bytes / per);
+    pi_index per = wg_thread_bytes(tile, c, k, J.tb);
+    if (ws_bytes / per < nth) {
+        nth = pi_num_threads;
+        J.tb = wg_block_tiles(tile, c, k, J.tiles, nth);
+        per = wg_thread_bytes(tile, c, k, J.tb);
+        if (ws_bytes / per < nth)
+            nth = (int)(ws_bytes / per);
+    }
     if (nth < 1 || ((uintptr_t)ws & 63) != 0)
         return PI_ERR_WORKSPACE;
 
@@ -308,18 +322,11 @@ PI_EXPORT int pi_f32_winograd_conv3x3(int tile, pi_index n, pi_index c, pi_index
         out_fn = tile == 2 ? wg_out2_avx2 : wg_out4_avx2;
     }
 #endif
-    const pi_index a2 = (pi_index)J.alpha * J.alpha, TB = J.tb;
+    const pi_index TB = J.tb;
     const pi_index vs = wg_plane(c, TB), ms = wg_plane(k, TB);
     const pi_index nblocks = wg_cdiv(J.tiles, TB);
-    /* One thread's time (pi_threads_for): alpha^2 products of c x k per tile
-     * at micro-kernel speed, and the transforms' streaming of V and M.  The
-     * block size above stays the one the workspace was sized with. */
-    const double wg_ns = (double)J.tiles * (double)a2 *
-                         (2.0 * (double)c * (double)k * PI_NS_PER_FLOP +
-                          2.0 * (double)(c + k) * sizeof(float) * PI_NS_PER_BYTE);
-    const int want = pi_threads_for(wg_ns, (double)nblocks);
-    if (nth > want)
-        nth = want;
+    if (nth > nblocks)
+        nth = (int)nblocks;
 
 #pragma omp parallel num_threads(nth) if (nth > 1)
     {

@@ -179,7 +179,7 @@ def test_pooling(data, dtype, n, c, hw):
     same(lambda out: ops.global_avg_pool(x, out=out, backend="c"), (n, c, 1, 1), dtype)
 
 
-@settings(deadline=None, max_examples=8)
+@settings(deadline=None, max_examples=20)
 @given(st.data(), st.sampled_from(["implicit", "depthwise", "winograd", "nchwc"]),
        st.integers(1, 2), st.integers(3, 11))
 def test_conv_paths(data, path, n, hw):
