@@ -82,6 +82,23 @@ def ops() -> list[str]:
     return sorted(_KERNELS)
 
 
+_ORDER: dict = {}  # op -> (table size, (registration index, kernel) by falling priority)
+
+
+def _by_priority(op: str, table: dict) -> tuple:
+    """The op's kernels, those of computed priority first, then by falling
+    fixed priority, so ``select`` can stop at the first fixed one that
+    supports the call (the eager ops pay ``select`` on every call; asking every
+    lower backend's ``supports`` was a visible share of a small op)."""
+    cached = _ORDER.get(op)
+    if cached is None or cached[0] != len(table):
+        ranked = sorted(enumerate(table.values()),
+                        key=lambda ik: (not callable(ik[1].priority),
+                                        0 if callable(ik[1].priority) else -ik[1].priority))
+        cached = _ORDER[op] = (len(table), tuple(ranked))
+    return cached[1]
+
+
 def select(op: str, backend: Optional[str], *args, **attrs) -> Kernel:
     """The kernel that runs this call: the named backend's, or under
     ``backend=None`` the highest-priority one that supports it."""
@@ -102,17 +119,20 @@ def select(op: str, backend: Optional[str], *args, **attrs) -> Kernel:
         if reason is not None:
             raise UnsupportedError(f"{op}: backend '{backend}' cannot run this call: {reason}")
         return kernel
-    best, best_rank, rejected = None, None, []
-    for kernel in table.values():
+    best, best_rank, best_index, rejected = None, None, None, []
+    for index, kernel in _by_priority(op, table):
         if kernel.backend == "cupy":
             continue  # never chosen implicitly for host arrays
+        if best is not None and not callable(kernel.priority) and kernel.priority < best_rank:
+            break  # the rest rank lower still (fixed priorities, sorted): not worth asking
         reason = kernel.why_not(*args, **attrs)
         if reason is not None:
             rejected.append(f"{kernel.backend}: {reason}")
             continue
         r = kernel.rank(*args, **attrs)
-        if best is None or r > best_rank:
-            best, best_rank = kernel, r
+        # highest rank wins; a tie goes to the kernel registered first
+        if best is None or r > best_rank or (r == best_rank and index < best_index):
+            best, best_rank, best_index = kernel, r, index
     if best is None:
         raise UnsupportedError(f"{op}: no backend can run this call ({'; '.join(rejected)})")
     if _DEBUG:

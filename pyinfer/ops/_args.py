@@ -13,7 +13,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import DTypeError, ShapeError, dtype_error, shape_error
+from ..errors import BackendUnavailableError, DTypeError, ShapeError, dtype_error, shape_error
+from ..registry import BACKENDS
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -129,8 +130,6 @@ def needs_temporary(out: np.ndarray, inputs: Sequence, allow_exact_alias: bool) 
 
 
 def check_backend(backend, op: str):
-    from ..registry import BACKENDS
-    from ..errors import BackendUnavailableError
     if backend is not None and backend not in BACKENDS:
         raise BackendUnavailableError(
             f"{op}: argument 'backend' expected one of {BACKENDS} or None, received {backend!r}")

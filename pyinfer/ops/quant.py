@@ -270,8 +270,9 @@ def epilogue_args(op, x_scale, w_scale, n, bias, activation, out_scale, out_zero
         raise ShapeError(f"{op}: argument '{xs_name}' expected one finite value > 0, "
                          f"received {sx}")
     sw = _float32(ws, ws_name, op)
-    # one pass: finite and > 0 (eager calls pay this validation every time)
-    if sw.ndim > 1 or sw.size not in (1, n) or not ((sw > 0) & (sw < np.inf)).all():
+    # finite and > 0 from two reductions (a NaN makes min NaN, and NaN > 0 is
+    # false); eager calls pay this validation every time
+    if sw.ndim > 1 or sw.size not in (1, n) or not (sw.min() > 0 and sw.max() < np.inf):
         raise ShapeError(f"{op}: argument '{ws_name}' expected a scalar or ({n},) of finite "
                          f"values > 0, received shape {sw.shape}")
     scale = np.multiply(s0, sw.reshape(-1), dtype=F32)
