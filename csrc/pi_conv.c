@@ -552,10 +552,11 @@ PI_EXPORT int CV_PUB(_conv2d_depthwise)(const pi_conv2d_shape *s, const CV(t) *x
     if (ws_bytes < slot * pi_num_threads || ws == NULL)
         return PI_ERR_WORKSPACE;
     const pi_index planes = s->n * s->c, p = s->oh * s->ow;
-    /* One thread's time: a multiply-add per tap of each output at about the
-     * speed of a streamed value (the plane's padded rows are copied first). */
+    /* One thread's time: a multiply-add per tap of each output, 0.3 ns
+     * (f32 3x3 over 64 planes of 56x56 took 0.33 ns a tap at 1 thread), and
+     * the copy of the plane's padded rows. */
     int nt = pi_threads_for((double)planes * (double)p * (double)(s->kh * s->kw + 1) *
-                                (double)es * PI_NS_PER_BYTE,
+                                3.0 * (double)es * PI_NS_PER_BYTE,
                             (double)planes);
 #if PI_X86 && PI_CONV_F32
     const int avx2 = pi_current_isa >= PI_ISA_AVX2;
