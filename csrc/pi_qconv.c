@@ -894,7 +894,7 @@ PI_EXPORT int pi_u8s8_conv2d(const pi_conv2d_shape *s, const unsigned char *x, p
                 ep.a_zero = x_zero;
                 ep.out_zero = out_zero;
                 ep.out_scale = out_scale;
-                ep.b_zero = (const int *)bb;
+                ep.b_zero = u->wb < 8 ? NULL : (const int *)bb; /* 7-bit: folded into B */
                 ep.b_corr = (const int *)bb + NR;
                 ep.scale = NULL;
                 ep.bias = NULL;

@@ -462,7 +462,8 @@ static void qgemm_item(const qctx *cx, qthread *th, pi_index it)
         ep.a_zero = cx->az;
         ep.out_zero = cx->out_zero;
         ep.out_scale = cx->out_scale;
-        ep.b_zero = (const int *)blk;
+        /* a 7-bit kernel's B holds b - b_zero: no b_zero term to apply */
+        ep.b_zero = u->wb < 8 ? NULL : (const int *)blk;
         ep.b_corr = (const int *)blk + NR;
         ep.scale = NULL;
         ep.bias = NULL;

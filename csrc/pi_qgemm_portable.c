@@ -15,7 +15,8 @@ static void epi_portable(int mr, int NR, const unsigned int *acc, void *c, long 
         const int za = ep->row_scale ? ep->row_zero[i] : ep->a_zero; /* per row: the header */
         for (int j = 0; j < NR; j++) {
             unsigned int v = acc[i * NR + j] + (unsigned int)za * (unsigned int)ep->b_corr[j]
-                             - (unsigned int)ep->b_zero[j] * (unsigned int)ep->rowsum[i];
+                             - (ep->b_zero ? (unsigned int)ep->b_zero[j] * (unsigned int)ep->rowsum[i]
+                                : 0u);
             if (ep->kind == PI_QOUT_S32) {
                 ((int *)crow)[j] = (int)v;
                 continue;

@@ -65,7 +65,7 @@ typedef struct {
     int out_zero;
     float out_scale;
     const int *rowsum;     /* mr values: sum over k of A's row */
-    const int *b_zero;     /* NR */
+    const int *b_zero;     /* NR, or NULL: B packed as b - b_zero (WB 7 kernels) */
     const int *b_corr;     /* NR */
     const float *scale;    /* NR: a_scale * b_scale[j] (float and u8 outputs); with
                               row_scale, b_scale[j] alone */
