@@ -3,6 +3,10 @@
 The C library keeps the single source of truth (``pi_get_num_threads``); Numba
 follows it before each parallel kernel.  threadpoolctl sees pyinfer as a library
 of its own (user_api "pyinfer"), so ``threadpool_limits(1)`` limits both pools.
+
+Within the budget each C kernel call takes only as many threads as its work
+pays for (``pi_threads_for`` in csrc/pi_internal.h: waking a sleeping OpenMP
+worker costs ~25 us here); ``fork_ns`` / ``set_fork_ns`` expose that cost.
 """
 from __future__ import annotations
 
