@@ -125,7 +125,7 @@ def test_fork_knob_reaches_the_loaded_kernels():
 
 # ---- kernels: 1 thread and split agree ------------------------------------------------
 
-@settings(deadline=None, max_examples=15)
+@settings(deadline=None, max_examples=30)
 @given(st.data(), FLOATS, st.integers(1, 300),
        st.sampled_from(["add", "mul", "pow", "exp", "gelu", "tanh", "relu", "sqrt"]))
 def test_elementwise(data, dtype, n, op):
@@ -148,7 +148,7 @@ def test_softmax_and_norms(data, dtype, outer, n, inner):
     same(lambda out: ops.rms_norm(rows, w, out=out, backend="c"), rows.shape, dtype)
 
 
-@settings(deadline=None, max_examples=15)
+@settings(deadline=None, max_examples=25)
 @given(st.data(), st.integers(1, 9), st.integers(1, 40), st.integers(1, 70),
        st.sampled_from([(1, 16), (4, 16), (2, 8), (3, 5)]))
 def test_sparse_gemm(data, m, k, n, block):
@@ -160,7 +160,7 @@ def test_sparse_gemm(data, m, k, n, block):
     same(lambda out: ops.sparse_gemm(x, wb, b, "gelu", out=out, backend="c"), (m, n))
 
 
-@settings(deadline=None, max_examples=20)
+@settings(deadline=None, max_examples=30)
 @given(st.data(), FLOATS, st.integers(1, 4), st.integers(1, 70), st.integers(1, 90),
        st.integers(1, 40))
 def test_gemm(data, dtype, batch, m, n, k):
@@ -207,7 +207,7 @@ def test_pooling(data, dtype, n, c, hw):
     same(lambda out: ops.global_avg_pool(x, out=out, backend="c"), (n, c, 1, 1), dtype)
 
 
-@settings(deadline=None, max_examples=20)
+@settings(deadline=None, max_examples=40)
 @given(st.data(), st.sampled_from(["implicit", "depthwise", "winograd", "nchwc"]),
        st.integers(1, 2), st.integers(3, 11))
 def test_conv_paths(data, path, n, hw):
