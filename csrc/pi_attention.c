@@ -46,6 +46,11 @@
 #define PI_ATTN_KV_BYTES (192 * 1024)
 /* The fixed part of one head's time at 1 thread (attn_single_ns). */
 #define PI_ATTN_HEAD_NS 3000.0
+/* A split call loses about twice the fork cost (heads move between the
+ * cores' caches from call to call under schedule(dynamic)): 12 heads of
+ * 16x16 keys took 101 us on 1 thread and 116 on 2, of 1x128 155 and 143, of
+ * 32x32 178 and 166 (load 0.8).  Its work is weighed at 1/PI_ATTN_SPLIT_COST. */
+#define PI_ATTN_SPLIT_COST 2.0
 /* One thread's time for the call (pi_threads_for): both products at
  * micro-kernel speed, one exp per score, and per head a fixed cost and the
  * packing of K and V (12 heads of 1 x 128 keys x 64 took 94 us at 1 thread,
@@ -381,7 +386,7 @@ static int attn_prepare(attn_args *g, int elem, pi_index nb, pi_index nh, pi_ind
         return PI_ERR_WORKSPACE;
     g->nb = nb, g->nh = nh, g->sq = sq, g->sk = sk, g->d = d, g->dv = dv;
     g->q = q, g->k = k, g->v = v, g->m = mask, g->o = out;
-    pi_index nt = pi_threads_for(attn_single_ns(elem, nb, nh, sq, sk, d, dv),
+    pi_index nt = pi_threads_for(attn_single_ns(elem, nb, nh, sq, sk, d, dv) / PI_ATTN_SPLIT_COST,
                                  (double)(ws_bytes / per));
     attn_split(g, (int)nt);
     if (nt > nb * nh * g->nc)
