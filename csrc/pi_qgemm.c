@@ -550,11 +550,12 @@ static int qgemm_drive(pi_index m, pi_index n, pi_index k, const qsrc *src, int 
     cx.c_rs = c_rs;
     cx.c_cs = c_cs;
 
-    int nt = pi_num_threads < 1 ? 1 : pi_num_threads;
-    if ((double)m * (double)n * (double)k < 64.0 * 64 * 64)
-        nt = 1;
     pi_index nmb;
     cx.mcb = qblock_rows(u, m, k, &nmb);
+    /* float A adds its quantize pass (and per row its range): a few bytes moved a value */
+    const int nt = pi_threads_for((double)m * (double)n * (double)k * PI_NS_PER_MAC_I8 +
+                                      (float_a ? 12.0 * PI_NS_PER_BYTE * (double)m * (double)k : 0.0),
+                                  (double)nmb * (double)cx.nsl);
     const pi_index slot = qslot_bytes_for(u, k, cx.mcb, float_a);
     const pi_index mm_bytes = float_a ? round64((pi_index)nt * 2 * 4) : 0;
     if (ws_bytes < (pi_index)nt * slot + mm_bytes + round64((pi_index)nt * 64) || ws == NULL)
@@ -574,7 +575,7 @@ static int qgemm_drive(pi_index m, pi_index n, pi_index k, const qsrc *src, int 
     if (float_a && src->dynamic && !src->per_row) {
         /* The range before the GEMM's region, not inside it behind a barrier
          * where every thread would wait for the last one to be scheduled. */
-        const int mt = (double)m * (double)k > 262144.0 ? nt : 1;
+        const int mt = pi_threads_for(4.0 * PI_NS_PER_BYTE * (double)m * (double)k, (double)m);
 #pragma omp parallel num_threads(mt) if (mt > 1)
         {
             const int tid = omp_get_thread_num(), nth = omp_get_num_threads();

@@ -110,6 +110,11 @@ static inline int pi_quantize_one(float x, float scale, int zero, int lo, int hi
     return v < lo ? lo : v > hi ? hi : v;
 }
 
+/* One thread's time per u8 x s8 multiply-add (pi_threads_for): the AVX2 7-bit
+ * kernel's instruction bound is 89-94 GMAC/s on a Zen 3 core
+ * (bench/qgemm_peak.c), the whole call 88-96% of it. */
+#define PI_NS_PER_MAC_I8 0.012
+
 /* ---- the packed B, as pi_qgemm.c writes it and pi_qconv.c reads it ---------- */
 #define PI_QGEMM_PACKED_MAGIC 0x38697170 /* "pqi8" */
 #define PI_QGEMM_PACKED_HEADER 64        /* bytes before the first sliver */

@@ -13,12 +13,15 @@ approximations are within 7 ulp (csrc/pi_vmath.h), so rtol 1e-5.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import pyinfer
 from pyinfer import ops
+from pyinfer.threads import fork_threshold
 from pyinfer.backends import _native, numpy_quant as nq
 
 c_quant = pytest.importorskip("pyinfer.backends.c_quant") if _native.lib is not None else None
@@ -106,16 +109,28 @@ def test_tile_edges(ukernel):
                 _run_all_outputs(*_case(rng, m, k, n, w7=ukernel.wb == 7))
 
 
+@contextlib.contextmanager
+def _split_over(threads):
+    """``threads`` threads with every call split, however small (the thread rule
+    keeps a test-sized call on one thread); None: the settings as they are."""
+    if not threads:
+        yield
+        return
+    previous = pyinfer.get_num_threads()
+    pyinfer.set_num_threads(threads)
+    try:
+        with fork_threshold(0):
+            yield
+    finally:
+        pyinfer.set_num_threads(previous)
+
+
 def test_many_blocks_and_threads(ukernel):
     """Several A blocks (M above MC) and an N split over both threads."""
     rng = np.random.default_rng(2)
-    previous = pyinfer.get_num_threads()
-    pyinfer.set_num_threads(2)
-    try:
+    with _split_over(2):
         _run_all_outputs(*_case(rng, 16 * ukernel.mr + 5, 700, 3 * ukernel.nr + 1,
                                 w7=ukernel.wb == 7))
-    finally:
-        pyinfer.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("isa", _native.isas_available(), ids=lambda i: _native.ISA_NAMES[i])
@@ -158,10 +173,7 @@ def _run_float_a(x, b, bz, x_params, sb, bias, act="relu", threads=None):
     w = ops.qweight(b, bz)
     xs, xz = x_params if x_params is not None else (None, None)
     sb = np.ascontiguousarray(np.broadcast_to(np.asarray(sb, np.float32), (n,)))
-    previous = pyinfer.get_num_threads()
-    if threads:
-        pyinfer.set_num_threads(threads)
-    try:
+    with _split_over(threads):
         for dtype, fills, kw in [(np.float32, (np.nan,), {}),
                                  (np.uint8, (0, 255), {"out_scale": np.float32(0.05), "out_zero": 7}),
                                  (np.int32, (-12345,), {})]:
@@ -175,8 +187,6 @@ def _run_float_a(x, b, bz, x_params, sb, bias, act="relu", threads=None):
                 got = np.full((m, n), fill, dtype)
                 c_quant.qgemm_f32(x, w, xs, xz, scale, bb, out=got, **kw)
                 np.testing.assert_array_equal(got, ref)
-    finally:
-        pyinfer.set_num_threads(previous)
 
 
 def _float_case(rng, m, k, n, w7, nan=False, layout="c"):
@@ -272,10 +282,7 @@ def _run_rows(x, b, bz, sb, bias, act="relu", threads=None):
     m, n = x.shape[0], b.shape[1]
     w = ops.qweight(b, bz)
     sb = np.ascontiguousarray(np.broadcast_to(np.asarray(sb, np.float32), (n,)))
-    previous = pyinfer.get_num_threads()
-    if threads:
-        pyinfer.set_num_threads(threads)
-    try:
+    with _split_over(threads):
         for dtype, fills, kw in [(np.float32, (np.nan, 7.0), {}),
                                  (np.uint8, (0, 255), {"out_scale": np.float32(0.05), "out_zero": 7}),
                                  (np.int32, (-12345,), {})]:
@@ -290,8 +297,6 @@ def _run_rows(x, b, bz, sb, bias, act="relu", threads=None):
                 got = np.full((m, n), fill, dtype)
                 c_quant.qgemm_f32(x, w, None, None, scale, bb, out=got, **kw)
                 np.testing.assert_array_equal(got, ref)
-    finally:
-        pyinfer.set_num_threads(previous)
 
 
 def test_float_a_rows_tile_edges(ukernel):
