@@ -82,7 +82,7 @@ def ops() -> list[str]:
     return sorted(_KERNELS)
 
 
-_ORDER: dict = {}  # op -> (table size, (registration index, kernel) by falling priority)
+_ORDER: dict = {}  # op -> (its kernels, (registration index, kernel) by falling priority)
 
 
 def _by_priority(op: str, table: dict) -> tuple:
@@ -90,12 +90,14 @@ def _by_priority(op: str, table: dict) -> tuple:
     fixed priority, so ``select`` can stop at the first fixed one that
     supports the call (the eager ops pay ``select`` on every call; asking every
     lower backend's ``supports`` was a visible share of a small op)."""
+    kernels = tuple(table.values())
     cached = _ORDER.get(op)
-    if cached is None or cached[0] != len(table):
-        ranked = sorted(enumerate(table.values()),
+    # valid while the table holds the same kernels (a test may swap a table or an entry)
+    if cached is None or cached[0] != kernels:
+        ranked = sorted(enumerate(kernels),
                         key=lambda ik: (not callable(ik[1].priority),
                                         0 if callable(ik[1].priority) else -ik[1].priority))
-        cached = _ORDER[op] = (len(table), tuple(ranked))
+        cached = _ORDER[op] = (kernels, tuple(ranked))
     return cached[1]
 
 

@@ -63,3 +63,16 @@ def test_a_kernel_registered_later_is_seen(fresh_op):
     assert registry.select(fresh_op, None, 1).backend == "numpy"
     _add(fresh_op, "c", 20)
     assert registry.select(fresh_op, None, 1).backend == "c"
+
+
+def test_a_swapped_table_or_entry_is_seen(fresh_op, monkeypatch):
+    import dataclasses
+    _add(fresh_op, "numpy", 0)
+    _add(fresh_op, "c", 20)
+    assert registry.select(fresh_op, None, 1).backend == "c"
+    table = registry._KERNELS[fresh_op]
+    monkeypatch.setitem(table, "c", dataclasses.replace(table["c"], priority=-1))
+    assert registry.select(fresh_op, None, 1).backend == "numpy"
+    monkeypatch.setitem(registry._KERNELS, fresh_op, {"numba": dataclasses.replace(
+        table["numpy"], backend="numba")})
+    assert registry.select(fresh_op, None, 1).backend == "numba"
