@@ -69,8 +69,7 @@ PI_EXPORT void pi_set_num_threads(int n)
 
 PI_EXPORT int pi_get_num_threads(void) { return pi_num_threads; }
 
-/* The fork cost pi_threads_for weighs work against (pi_internal.h); not in
- * pyinfer.h: a tuning knob reached through ctypes (pyinfer.threads). */
+/* The fork cost pi_threads_for weighs work against (pi_internal.h). */
 PI_EXPORT void pi_set_fork_ns(double ns) { pi_fork_ns = ns > 0 ? ns : 0; }
 PI_EXPORT double pi_get_fork_ns(void) { return pi_fork_ns; }
 

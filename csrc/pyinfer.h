@@ -12,7 +12,8 @@
  *   - no entry point allocates heap memory, keeps state between calls or checks
  *     what the Python layer has already validated (debug builds assert);
  *   - buffers are aligned to their element size.
- * Threads: kernels run on OpenMP with pi_get_num_threads() threads.
+ * Threads: kernels run on OpenMP with up to pi_get_num_threads() threads, as
+ * many as a call's work pays for (pi_set_fork_ns).
  */
 
 typedef long long pi_index;
@@ -68,6 +69,12 @@ const char *pi_isa_name(int isa);
 int pi_set_isa(int isa);
 void pi_set_num_threads(int n);
 int pi_get_num_threads(void);
+/* The cost of waking a sleeping thread, in ns, that a kernel weighs its work
+   against: a call gets t threads when its estimated single-thread time is at
+   least t times this (default 25000, a 2-core VM; PYINFER_FORK_US at load).
+   0: every call uses every thread.  Not thread-safe: call while no kernel runs. */
+void pi_set_fork_ns(double ns);
+double pi_get_fork_ns(void);
 
 /* ---- GEMM ---------------------------------------------------------------
  * For each batch index t < batch:

@@ -68,38 +68,19 @@ def budget(n: Optional[int]):
         _native_lib().pi_set_num_threads(before)
 
 
-_fork_fns = None
-
-
-def _fork_knob():
-    """pi_get_fork_ns / pi_set_fork_ns through ctypes: a tuning knob of the
-    loaded extension (the same library, so the same global), kept out of the
-    public header pyinfer.h."""
-    global _fork_fns
-    if _fork_fns is None:
-        import ctypes
-        from . import _native
-        dll = ctypes.CDLL(_native.__file__)
-        get, put = dll.pi_get_fork_ns, dll.pi_set_fork_ns
-        get.restype, get.argtypes = ctypes.c_double, []
-        put.restype, put.argtypes = None, [ctypes.c_double]
-        _fork_fns = (get, put)
-    return _fork_fns
-
-
 def fork_ns() -> float:
     """The cost of a parallel region (ns) that the C kernels weigh their work
     against before using more than one thread (csrc/pi_internal.h,
     ``pi_threads_for``): a call gets t threads when its single-thread time is at
     least t times this.  Set at load from PYINFER_FORK_US (microseconds)."""
-    return float(_fork_knob()[0]())
+    return float(_native_lib().pi_get_fork_ns())
 
 
 def set_fork_ns(ns: float) -> None:
     """Change ``fork_ns``; 0 makes every kernel use the whole thread budget."""
     if not isinstance(ns, (int, float)) or isinstance(ns, bool) or not ns >= 0:
         raise ShapeError(f"set_fork_ns: argument 'ns' expected a number >= 0, received {ns!r}")
-    _fork_knob()[1](float(ns))
+    _native_lib().pi_set_fork_ns(float(ns))
 
 
 @contextlib.contextmanager

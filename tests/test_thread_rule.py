@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
-import pyinfer
 from pyinfer import ops, threads
 from pyinfer.backends import _native
 from pyinfer.errors import ShapeError
@@ -93,34 +92,6 @@ def test_fork_us_environment_variable_sets_the_threshold(tmp_path):
     got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.split()[-1]
     assert float(got) == 7500.0
-
-
-def test_fork_knob_reaches_the_loaded_kernels():
-    """threads.set_fork_ns goes through ctypes: it must land in the library cffi
-    loaded (the same mapping), or the split tests below would compare 1 thread
-    with 1 thread."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        pytest.skip("dladdr check written for Linux")
-
-    class DlInfo(ctypes.Structure):
-        _fields_ = [("fname", ctypes.c_char_p), ("fbase", ctypes.c_void_p),
-                    ("sname", ctypes.c_char_p), ("saddr", ctypes.c_void_p)]
-
-    dladdr = ctypes.CDLL(None).dladdr
-    dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(DlInfo)]
-
-    def base(address):
-        info = DlInfo()
-        assert dladdr(address, ctypes.byref(info))
-        return info.fbase
-
-    knob = ctypes.cast(threads._fork_knob()[0], ctypes.c_void_p).value
-    cffi_fn = int(_native.ffi.cast("uintptr_t", _native.ffi.cast("void *",
-                                                                  _native.lib.pi_get_num_threads)))
-    assert base(knob) == base(cffi_fn)
 
 
 # ---- kernels: 1 thread and split agree ------------------------------------------------
