@@ -24,17 +24,7 @@ if _native.lib is None:  # the C extension is a hard requirement, as in test_qua
     raise RuntimeError("pyinfer._native is not built; run python build_native.py")
 from pyinfer.backends import c_quant  # noqa: E402
 
-RUNNABLE = [u for u in c_quant.ukernels() if c_quant.runs(u.index)]
 KS = (1, 3, 15, 16, 17, 67, 1543)
-
-
-@pytest.fixture(params=RUNNABLE, ids=lambda u: u.name)
-def ukernel(request):
-    c_quant.force_ukernel(request.param.index)
-    try:
-        yield request.param
-    finally:
-        c_quant.force_ukernel(None)
 
 
 def _pattern(kind: str, k: int, n: int, top: int) -> np.ndarray:

@@ -28,18 +28,9 @@ c_quant = pytest.importorskip("pyinfer.backends.c_quant") if _native.lib is not 
 if c_quant is None:  # the C extension is a hard requirement of this suite
     raise RuntimeError("pyinfer._native is not built; run python build_native.py")
 
-UK = [u for u in c_quant.ukernels()]
-RUNNABLE = [u for u in UK if c_quant.runs(u.index)]
+UK = c_quant.ukernels()
+RUNNABLE = [u for u in UK if c_quant.runs(u.index)]  # the `ukernel` fixture: conftest.py
 PRIMES = [2, 3, 5, 7, 11, 13, 17, 31, 37, 61, 67, 97]
-
-
-@pytest.fixture(params=RUNNABLE, ids=lambda u: u.name)
-def ukernel(request):
-    c_quant.force_ukernel(request.param.index)
-    try:
-        yield request.param
-    finally:
-        c_quant.force_ukernel(None)
 
 
 def _case(rng, m, k, n, per_channel=True, w7=False):
@@ -166,23 +157,26 @@ def test_hypothesis_shapes(m, k, n, per_channel, layout, uk, seed):
         c_quant.force_ukernel(None)
 
 
-def _run_float_a(x, b, bz, x_params, sb, bias, act="relu", threads=None):
-    """qgemm_f32 (float A quantized inside the C GEMM; x_params None: dynamic)
-    against the NumPy reference, every output kind, outputs poisoned first."""
+def _run_float_a(x, b, bz, x_params, sb, bias, act="relu", threads=None, granularity="tensor"):
+    """qgemm_f32 (float A quantized inside the C GEMM; x_params None: dynamic,
+    per tensor or per row) against the NumPy reference, every output kind,
+    outputs poisoned first; per row, a row with an infinity gives NaN in both
+    (an infinite scale)."""
     m, n = x.shape[0], b.shape[1]
     w = ops.qweight(b, bz)
     xs, xz = x_params if x_params is not None else (None, None)
     sb = np.ascontiguousarray(np.broadcast_to(np.asarray(sb, np.float32), (n,)))
     with _split_over(threads):
-        for dtype, fills, kw in [(np.float32, (np.nan,), {}),
+        for dtype, fills, kw in [(np.float32, (np.nan, 7.0), {}),
                                  (np.uint8, (0, 255), {"out_scale": np.float32(0.05), "out_zero": 7}),
                                  (np.int32, (-12345,), {})]:
             kw = {"activation": None if dtype == np.int32 else act, "out_scale": None,
-                  "out_zero": None, **kw}
+                  "out_zero": None, "x_granularity": granularity, **kw}
             scale = None if dtype == np.int32 else sb
             bb = None if dtype == np.int32 else bias
             ref = np.empty((m, n), dtype)
-            nq.qgemm_f32(x, w, xs, xz, scale, bb, out=ref, **kw)
+            with np.errstate(invalid="ignore"):
+                nq.qgemm_f32(x, w, xs, xz, scale, bb, out=ref, **kw)
             for fill in fills:
                 got = np.full((m, n), fill, dtype)
                 c_quant.qgemm_f32(x, w, xs, xz, scale, bb, out=got, **kw)
@@ -277,26 +271,8 @@ def _rows_case(rng, m, k, n, w7, layout="c"):
 
 
 def _run_rows(x, b, bz, sb, bias, act="relu", threads=None):
-    """qgemm_f32 per row, C against the NumPy reference, every output kind,
-    outputs poisoned first; rows with an infinity give NaN in both (inf scale)."""
-    m, n = x.shape[0], b.shape[1]
-    w = ops.qweight(b, bz)
-    sb = np.ascontiguousarray(np.broadcast_to(np.asarray(sb, np.float32), (n,)))
-    with _split_over(threads):
-        for dtype, fills, kw in [(np.float32, (np.nan, 7.0), {}),
-                                 (np.uint8, (0, 255), {"out_scale": np.float32(0.05), "out_zero": 7}),
-                                 (np.int32, (-12345,), {})]:
-            kw = {"activation": None if dtype == np.int32 else act, "out_scale": None,
-                  "out_zero": None, "x_granularity": "row", **kw}
-            scale = None if dtype == np.int32 else sb
-            bb = None if dtype == np.int32 else bias
-            ref = np.empty((m, n), dtype)
-            with np.errstate(invalid="ignore"):
-                nq.qgemm_f32(x, w, None, None, scale, bb, out=ref, **kw)
-            for fill in fills:
-                got = np.full((m, n), fill, dtype)
-                c_quant.qgemm_f32(x, w, None, None, scale, bb, out=got, **kw)
-                np.testing.assert_array_equal(got, ref)
+    """qgemm_f32 per row (dynamic), as _run_float_a."""
+    _run_float_a(x, b, bz, None, sb, bias, act, threads, granularity="row")
 
 
 def test_float_a_rows_tile_edges(ukernel):

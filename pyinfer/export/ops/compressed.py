@@ -119,14 +119,20 @@ def _qgemm(ctx, node, ins, outs):
     wf = ctx.one("DequantizeLinear", [wq, ws, wz],
                  axis=1 if per_axis or (w_zero is not None and w_zero.size > 1) else None)
     af = ctx.one("DequantizeLinear", [q, s, z])
-    last = out == "float"
+    _epilogue(ctx, "MatMul", [af, wf], bias, at, outs)
+
+
+def _epilogue(ctx, op_type, inputs, bias, at, outs):
+    """``op_type(inputs)`` (the float product), then the QGEMM's bias,
+    activation and, for a u8 result, QuantizeLinear; the last of them writes outs[0]."""
+    last = at.get("out", "float") == "float"
     act = at.get("activation")
-    y = ctx.one("MatMul", [af, wf], outs[0] if last and bias is None and act is None else None)
+    y = ctx.one(op_type, inputs, outs[0] if last and bias is None and act is None else None)
     if bias is not None:
         y = ctx.one("Add", [y, ctx.value_as(bias, F32)], outs[0] if last and act is None else None)
     if act is not None:
         y = ctx.activation(y, act, F32, outs[0] if last else None)
-    if out == "u8":
+    if at.get("out") == "u8":
         ctx.one("QuantizeLinear", [y, ctx.scalar(at["out_scale"], F32),
                                    ctx.scalar(at.get("out_zero", 0), U8)], outs[0])
 
@@ -160,17 +166,7 @@ def _qgemm_rows(ctx, node, outs):
         ctx.identity(acc, outs[0])
         return
     scale = ctx.one("Mul", [s, ctx.value_as(w_scale, F32)])
-    last = out == "float"
-    act = at.get("activation")
-    y = ctx.one("Mul", [ctx.one("Cast", [acc], to=_onnx_type(F32)), scale],
-                outs[0] if last and bias is None and act is None else None)
-    if bias is not None:
-        y = ctx.one("Add", [y, ctx.value_as(bias, F32)], outs[0] if last and act is None else None)
-    if act is not None:
-        y = ctx.activation(y, act, F32, outs[0] if last else None)
-    if out == "u8":
-        ctx.one("QuantizeLinear", [y, ctx.scalar(at["out_scale"], F32),
-                                   ctx.scalar(at.get("out_zero", 0), U8)], outs[0])
+    _epilogue(ctx, "Mul", [ctx.one("Cast", [acc], to=_onnx_type(F32)), scale], bias, at, outs)
 
 
 def _rint(ctx, v: str) -> str:
