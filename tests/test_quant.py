@@ -183,16 +183,27 @@ def _run_float_a(x, b, bz, x_params, sb, bias, act="relu", threads=None, granula
                 np.testing.assert_array_equal(got, ref)
 
 
+def _laid_out(x, layout):
+    """x as given ("c"), or a view whose rows lie apart, columns contiguous ("strided")."""
+    if layout != "strided":
+        return x
+    m, k = x.shape
+    big = np.full((m, k + 5), 1e30, np.float32)
+    big[:, :k] = x
+    return big[:, :k]
+
+
+def _weights(rng, m, k, n, w7):
+    """(b, b_zero, b_scale, bias) of a random case."""
+    a, b, az, bz, sa, sb, bias = _case(rng, m, k, n, w7=w7)
+    return b, bz, sb, bias
+
+
 def _float_case(rng, m, k, n, w7, nan=False, layout="c"):
     x = (rng.standard_normal((m, k)) * rng.choice([0.01, 1.0, 30.0])).astype(np.float32)
     if nan:
         x[rng.random((m, k)) < 0.05] = np.nan
-    if layout == "strided":  # rows apart, columns contiguous
-        big = np.full((m, k + 5), 1e30, np.float32)
-        big[:, :k] = x
-        x = big[:, :k]
-    a, b, az, bz, sa, sb, bias = _case(rng, m, k, n, w7=w7)
-    return x, b, bz, sb, bias
+    return _laid_out(x, layout), *_weights(rng, m, k, n, w7)
 
 
 def test_float_a_tile_edges(ukernel):
@@ -262,12 +273,7 @@ def _rows_case(rng, m, k, n, w7, layout="c"):
             x[i, rng.integers(0, k)] = np.nan
         elif kind == 4 and i % 4 == 0:
             x[i, rng.integers(0, k)] = rng.choice([np.inf, -np.inf])
-    if layout == "strided":  # rows apart, columns contiguous
-        big = np.full((m, k + 5), 1e30, np.float32)
-        big[:, :k] = x
-        x = big[:, :k]
-    a, b, az, bz, sa, sb, bias = _case(rng, m, k, n, w7=w7)
-    return x, b, bz, sb, bias
+    return _laid_out(x, layout), *_weights(rng, m, k, n, w7)
 
 
 def _run_rows(x, b, bz, sb, bias, act="relu", threads=None):
