@@ -51,8 +51,8 @@ from pyinfer import ops
 pytestmark = pytest.mark.benchmark(warmup=True, warmup_iterations=5, min_rounds=15,
                                    max_time=2.0, disable_gc=True)
 
-ort = pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime", reason='pip install ".[test]"')
+onnx = pytest.importorskip("onnx", reason='pip install ".[test]"')
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 SHAPES = [(128, 384, 1536), (128, 1536, 384), (1024, 384, 1536), (1024, 1024, 1024)]

@@ -24,9 +24,9 @@ from pyinfer import ops
 from pyinfer.threads import fork_threshold
 from pyinfer.backends import _native, numpy_quant as nq
 
-c_quant = pytest.importorskip("pyinfer.backends.c_quant") if _native.lib is not None else None
-if c_quant is None:  # the C extension is a hard requirement of this suite
+if _native.lib is None:  # the C extension is a hard requirement of this suite
     raise RuntimeError("pyinfer._native is not built; run python build_native.py")
+from pyinfer.backends import c_quant  # noqa: E402
 
 UK = c_quant.ukernels()
 RUNNABLE = [u for u in UK if c_quant.runs(u.index)]  # the `ukernel` fixture: conftest.py
@@ -453,7 +453,7 @@ def test_matmul_integer_signedness(adt, bdt):
 
 
 def test_matmul_integer_batched_b_and_onnx():
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx", reason='pip install ".[test]"')
     from onnx import helper, TensorProto
     from onnx.reference import ReferenceEvaluator
     rng = np.random.default_rng(7)
@@ -472,8 +472,8 @@ def test_matmul_integer_batched_b_and_onnx():
 # ---- quantize / dequantize vs ONNX -------------------------------------------------------
 
 def _onnx_ref(op_type, inputs, outputs, attrs=None, **feeds):
-    pytest.importorskip("onnx")
-    from onnx import helper, numpy_helper  # noqa: F401
+    pytest.importorskip("onnx", reason='pip install ".[test]"')
+    from onnx import helper
     from onnx.reference import ReferenceEvaluator
     names = list(feeds)
     node = helper.make_node(op_type, names, outputs, **(attrs or {}))
@@ -739,7 +739,7 @@ def test_quantize_dynamic_rows_export_runs_in_ort():
     float32 rounding of the epilogue (the integer parts are exact; measured bit
     for bit with ORT 1.20, the float ops being the same in the same order; 4 ulp
     of the output's magnitude leave room for a runtime that fuses Mul+Add)."""
-    ort = pytest.importorskip("onnxruntime")
+    ort = pytest.importorskip("onnxruntime", reason='pip install ".[test]"')
     from pyinfer.compress import quantize_dynamic
     from pyinfer.export import to_onnx
     rng = np.random.default_rng(26)
@@ -792,7 +792,7 @@ def test_rows_export_with_a_foreign_constant_is_not_folded():
     element whose x/s lies within that of a .5 may round to the neighbouring
     step: one step of every element, s[i] * sum_k |wq[k, j]| * w_scale[j],
     plus float32 rounding of the output."""
-    ort = pytest.importorskip("onnxruntime")
+    ort = pytest.importorskip("onnxruntime", reason='pip install ".[test]"')
     from onnx import numpy_helper
     from pyinfer.export import to_onnx
     rng = np.random.default_rng(29)
@@ -817,7 +817,7 @@ def test_rows_export_with_a_foreign_constant_is_not_folded():
 def test_rows_qgemm_int32_and_u8_outputs_export():
     """Hand-made per-row QGEMM nodes with int32 and u8 results: the reference,
     the planned kernel and ONNX Runtime on the export agree (int32 exactly)."""
-    ort = pytest.importorskip("onnxruntime")
+    ort = pytest.importorskip("onnxruntime", reason='pip install ".[test]"')
     from pyinfer.export import to_onnx
     rng = np.random.default_rng(27)
     wq = rng.integers(-64, 65, (24, 11)).astype(np.int8)
@@ -885,7 +885,7 @@ def test_ort_quantize_dynamic_model(tmp_path, reduce_range):
     without VNNI) ORT's AVX2 kernel is exact and we equal ORT bit for bit.  With
     full-range weights ORT's AVX2 u8s8 kernel (vpmaddubsw) saturates int16 pair
     sums, so there we equal the ONNX reference evaluator bit for bit instead."""
-    ort = pytest.importorskip("onnxruntime")
+    ort = pytest.importorskip("onnxruntime", reason='pip install ".[test]"')
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnx.reference import ReferenceEvaluator
     rng = np.random.default_rng(13)
@@ -907,7 +907,7 @@ def test_ort_quantize_dynamic_model(tmp_path, reduce_range):
 
 
 def test_qdq_and_qlinear_matmul_import(tmp_path):
-    pytest.importorskip("onnx")
+    pytest.importorskip("onnx", reason='pip install ".[test]"')
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     from onnx.reference import ReferenceEvaluator

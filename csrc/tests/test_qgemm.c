@@ -204,6 +204,46 @@ static void test_quantize(void)
     expect(lo == l && hi == h, "minmax", -1, 30, 0, 0, 0);
 }
 
+/* Random weights for micro-kernel uk (within 64 of 0 for a 7-bit one), per-column
+ * scales and float bias. */
+static void random_weights(int uk, long k, long n, signed char *b, float *w_scale, float *bias)
+{
+    const int w7 = pi_u8s8_gemm_ukernel_weight_bits(uk) == 7;
+    for (long q = 0; q < k * n; q++) b[q] = w7 ? (signed char)((int)(rnd() % 129) - 64) : (signed char)rnd();
+    for (long j = 0; j < n; j++) {
+        w_scale[j] = (float)(rnd() % 1000 + 1) * 1e-5f;
+        bias[j] = (float)((int)(rnd() % 2001) - 1000) * 1e-3f;
+    }
+}
+
+/* b (k x n, row-major, zero points 0) packed for uk; *st |= the packing status. */
+static void *packed_b(int uk, long k, long n, const signed char *b, int *st)
+{
+    pi_index pb = pi_u8s8_packed_b_bytes(uk, k, n);
+    void *packed = aligned_alloc(64, (size_t)((pb + 63) / 64 * 64));
+    *st |= pi_u8s8_pack_b(uk, k, n, b, n, 1, NULL, packed, pb);
+    return packed;
+}
+
+/* DynamicQuantizeLinear's parameters for rows [0, rows) of x (k values each, ldx
+ * apart): the range, NaN ignored, widened to hold 0; scale range / 255 (1 for a
+ * zero range); zero point rint(-lo / scale) saturated, NaN (an infinite range) 0. */
+static void dql_params(const float *x, long rows, long ldx, long k, float *scale, int *zero)
+{
+    float lo = INFINITY, hi = -INFINITY;
+    for (long i = 0; i < rows; i++)
+        for (long p = 0; p < k; p++) {
+            const float v = x[i * ldx + p];
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+        }
+    lo = lo < 0.0f ? lo : 0.0f;
+    hi = hi > 0.0f ? hi : 0.0f;
+    *scale = hi == lo ? 1.0f : (hi - lo) / 255.0f;
+    const float z = rintf(0.0f - lo / *scale);
+    *zero = z > 0.0f ? (z < 255.0f ? (int)z : 255) : 0;
+}
+
 /* pi_f32u8s8_gemm (float A quantized inside the GEMM) against quantizing A
  * here (QuantizeLinear's rule; dynamic: DynamicQuantizeLinear's parameters
  * from the range, NaN ignored) and running pi_u8s8_gemm, checked above: the
@@ -216,38 +256,20 @@ static void float_a(int uk, long m, long n, long k, int dynamic, int kind)
     signed char *b = malloc((size_t)(k * n));
     float *ws_ = malloc(sizeof(float) * (size_t)n), *scale = malloc(sizeof(float) * (size_t)n);
     float *bias = malloc(sizeof(float) * (size_t)n);
-    const int w7 = pi_u8s8_gemm_ukernel_weight_bits(uk) == 7;
     for (long q = 0; q < m * ldx; q++) {
         const unsigned r = rnd();
         x[q] = (r & 63) == 0 ? NAN : (float)((int)(r % 4001) - 1500) * 1e-3f;
     }
-    for (long q = 0; q < k * n; q++) b[q] = w7 ? (signed char)((int)(rnd() % 129) - 64) : (signed char)rnd();
-    for (long j = 0; j < n; j++) {
-        ws_[j] = (float)(rnd() % 1000 + 1) * 1e-5f;
-        bias[j] = (float)((int)(rnd() % 2001) - 1000) * 1e-3f;
-    }
+    random_weights(uk, k, n, b, ws_, bias);
     float xs = 0.0137f;
     int xz = 91;
-    if (dynamic) {
-        float lo = INFINITY, hi = -INFINITY;
-        for (long i = 0; i < m; i++)
-            for (long p = 0; p < k; p++) {
-                const float v = x[i * ldx + p];
-                lo = v < lo ? v : lo;
-                hi = v > hi ? v : hi;
-            }
-        lo = lo < 0.0f ? lo : 0.0f;
-        hi = hi > 0.0f ? hi : 0.0f;
-        xs = hi == lo ? 1.0f : (hi - lo) / 255.0f;
-        const float z = rintf(0.0f - lo / xs);
-        xz = z < 0.0f ? 0 : z > 255.0f ? 255 : (int)z;
-    }
+    if (dynamic)
+        dql_params(x, m, ldx, k, &xs, &xz);
     for (long i = 0; i < m; i++)
         for (long p = 0; p < k; p++) a[i * k + p] = (unsigned char)quant_ref(x[i * ldx + p], xs, xz, 0, 255);
     for (long j = 0; j < n; j++) scale[j] = xs * ws_[j];
-    pi_index pb = pi_u8s8_packed_b_bytes(uk, k, n);
-    void *packed = aligned_alloc(64, (size_t)((pb + 63) / 64 * 64));
-    int st = pi_u8s8_pack_b(uk, k, n, b, n, 1, NULL, packed, pb);
+    int st = PI_OK;
+    void *packed = packed_b(uk, k, n, b, &st);
     pi_index wsb = pi_f32u8s8_gemm_workspace_bytes(packed, m);
     void *wsp = aligned_alloc(64, (size_t)((wsb + 64) / 64 * 64));
     const int es = kind == PI_QOUT_U8 ? 1 : 4;
@@ -284,7 +306,6 @@ static void float_a_rows(int uk, long m, long n, long k, int kind)
     float *ws_ = malloc(sizeof(float) * (size_t)n), *scale = malloc(sizeof(float) * (size_t)n);
     float *bias = malloc(sizeof(float) * (size_t)n), *rs = malloc(sizeof(float) * (size_t)m);
     int *rz = malloc(sizeof(int) * (size_t)m);
-    const int w7 = pi_u8s8_gemm_ukernel_weight_bits(uk) == 7;
     for (long i = 0; i < m; i++) {
         const int shape = (int)(rnd() % 8); /* 0 zeros, 1 positive, 2 NaN, 3 inf, else wide */
         const float mag = (float)(rnd() % 3000 + 1) * 1e-3f;
@@ -298,14 +319,9 @@ static void float_a_rows(int uk, long m, long n, long k, int kind)
         if (shape == 3)
             x[i * ldx + rnd() % k] = -INFINITY;
     }
-    for (long q = 0; q < k * n; q++) b[q] = w7 ? (signed char)((int)(rnd() % 129) - 64) : (signed char)rnd();
-    for (long j = 0; j < n; j++) {
-        ws_[j] = (float)(rnd() % 1000 + 1) * 1e-5f;
-        bias[j] = (float)((int)(rnd() % 2001) - 1000) * 1e-3f;
-    }
-    pi_index pb = pi_u8s8_packed_b_bytes(uk, k, n);
-    void *packed = aligned_alloc(64, (size_t)((pb + 63) / 64 * 64));
-    int st = pi_u8s8_pack_b(uk, k, n, b, n, 1, NULL, packed, pb);
+    random_weights(uk, k, n, b, ws_, bias);
+    int st = PI_OK;
+    void *packed = packed_b(uk, k, n, b, &st);
     pi_index wsb = pi_f32u8s8_gemm_workspace_bytes(packed, m);
     void *wsp = aligned_alloc(64, (size_t)((wsb + 64) / 64 * 64));
     const int es = kind == PI_QOUT_U8 ? 1 : 4;
@@ -320,17 +336,9 @@ static void float_a_rows(int uk, long m, long n, long k, int kind)
     void *wsp2 = aligned_alloc(64, (size_t)((wsu + 64) / 64 * 64));
     int params_ok = 1;
     for (long i = 0; i < m; i++) {
-        float lo = INFINITY, hi = -INFINITY;
-        for (long p = 0; p < k; p++) {
-            const float v = x[i * ldx + p];
-            lo = v < lo ? v : lo;
-            hi = v > hi ? v : hi;
-        }
-        lo = lo < 0.0f ? lo : 0.0f;
-        hi = hi > 0.0f ? hi : 0.0f;
-        const float xs = hi == lo ? 1.0f : (hi - lo) / 255.0f;
-        const float z = rintf(0.0f - lo / xs);
-        const int xz = z > 0.0f ? (z < 255.0f ? (int)z : 255) : 0; /* NaN: 0 */
+        float xs;
+        int xz;
+        dql_params(x + i * ldx, 1, ldx, k, &xs, &xz);
         params_ok &= rs[i] == xs && rz[i] == xz;
         for (long p = 0; p < k; p++) a[p] = (unsigned char)quant_ref(x[i * ldx + p], xs, xz, 0, 255);
         for (long j = 0; j < n; j++) scale[j] = xs * ws_[j];
